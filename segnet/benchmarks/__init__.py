@@ -1,0 +1,57 @@
+"""Benchmarks behind ``scripts/benchmark.py``: one module per section.
+
+Each section module defines ``run(quick: bool) -> list[Result]``. Targets are checked
+here and reported, never asserted in the test suite.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import asdict, dataclass
+
+SECTIONS = ("layers", "model", "data", "training", "inference")
+
+
+@dataclass
+class Result:
+    """One measured figure. ``target`` is human-readable, ``met`` whether it was reached."""
+
+    section: str
+    case: str
+    metric: str
+    value: float
+    unit: str
+    target: str = ""
+    met: bool | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def run_sections(names: list[str], quick: bool) -> list[Result]:
+    results: list[Result] = []
+    for name in names:
+        if name not in SECTIONS:
+            raise ValueError(f"unknown benchmark section {name!r}; choose from {', '.join(SECTIONS)}")
+        try:
+            module = importlib.import_module(f"segnet.benchmarks.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"segnet.benchmarks.{name}":
+                raise
+            print(f"(section {name!r} is not implemented yet; skipped)")
+            continue
+        results.extend(module.run(quick=quick))
+    return results
+
+
+def markdown_table(results: list[Result]) -> str:
+    lines = [
+        "| section | case | metric | value | unit | target | met |",
+        "|---|---|---|---:|---|---|---|",
+    ]
+    for r in results:
+        met = "" if r.met is None else ("yes" if r.met else "**no**")
+        lines.append(
+            f"| {r.section} | {r.case} | {r.metric} | {r.value:.4g} | {r.unit} | {r.target} | {met} |"
+        )
+    return "\n".join(lines)
