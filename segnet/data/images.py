@@ -1,0 +1,136 @@
+"""Robust decoding of dataset images and label masks.
+
+Every reader forces the full decode, so a truncated, corrupt, empty or non-image file fails
+here with a :class:`DataError` naming the file, not later as a silently grey image or an
+obscure error inside a DataLoader worker.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+from scipy.io import loadmat
+
+
+class DataError(ValueError):
+    """Bad data on disk; the message names the file and says what is wrong."""
+
+
+# 16-bit and 32-bit integer modes: scaled from 0..65535 to 0..255 (Pillow's own
+# conversion clips them at 255 instead, which turns almost every pixel white).
+_WIDE_INT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
+# Modes Pillow converts to RGB correctly by itself; alpha (LA, PA, RGBA) is dropped.
+_RGB_CONVERTIBLE_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr")
+_MASK_MODES = ("P", "L", "I", "I;16", "I;16L", "I;16B", "I;16N")
+
+
+def _open_decoded(path: str | Path) -> Image.Image:
+    """Open ``path`` and decode every pixel, turning any failure into a DataError."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file does not exist")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: file is empty")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return ImageOps.exif_transpose(img)
+    # Pillow's decoders report bad bytes as OSError, SyntaxError, ValueError, EOFError or
+    # struct.error depending on the format; all of them mean "this file is broken".
+    except Exception as err:
+        raise DataError(f"{path}: cannot decode image ({type(err).__name__}: {err})") from err
+
+
+def read_image(path: str | Path) -> Image.Image:
+    """Read an image file as an 8-bit RGB ``PIL.Image`` of size (W, H).
+
+    - EXIF orientation is applied, so the pixels come out the way a viewer shows them.
+    - Grayscale (1, L), palette (P), CMYK and YCbCr are converted by Pillow.
+    - Alpha (LA, PA, RGBA) is dropped, not composited: the stored colours are kept, as
+      ``Image.convert("RGB")`` (and so torchvision's own readers) would give them.
+    - 16-bit images (I;16, I) are scaled 0..65535 -> 0..255 with rounding, and replicated
+      to the three channels.
+
+    Raises:
+        DataError: missing, empty, truncated, corrupt or non-image file, or a mode (e.g.
+            float "F") whose value range is unknown.
+    """
+    img = _open_decoded(path)
+    if img.mode in _WIDE_INT_MODES:
+        wide = np.clip(np.asarray(img, dtype=np.int64), 0, 65535)
+        gray = ((wide * 255 + 32767) // 65535).astype(np.uint8)
+        return Image.fromarray(gray, mode="L").convert("RGB")
+    if img.mode == "P" and "transparency" in img.info:
+        # Converting straight to RGB warns about the transparency; go through RGBA.
+        img = img.convert("RGBA")
+    if img.mode not in _RGB_CONVERTIBLE_MODES:
+        raise DataError(f"{path}: unsupported image mode {img.mode!r}")
+    return img.convert("RGB")
+
+
+def _check_labels(path: str | Path, labels: np.ndarray, num_classes: int, ignore_index: int):
+    """Raise DataError listing every value of ``labels`` outside 0..num_classes-1 and ignore."""
+    if not 1 <= num_classes <= 255:
+        raise ValueError(f"num_classes must be in 1..255 for uint8 masks, got {num_classes}")
+    bad = ((labels >= num_classes) & (labels != ignore_index)) | (labels < 0)
+    if bad.any():
+        values = np.unique(labels[bad]).tolist()
+        shown = ", ".join(str(v) for v in values[:20]) + (", ..." if len(values) > 20 else "")
+        raise DataError(
+            f"{path}: labels outside 0..{num_classes - 1} and {ignore_index} (ignore): "
+            f"[{shown}] in {int(bad.sum())} pixels"
+        )
+
+
+def read_mask(path: str | Path, num_classes: int, ignore_index: int = 255) -> np.ndarray:
+    """Read a class-index mask (palette or grayscale PNG) as uint8 (H, W).
+
+    The stored INDICES are the labels: a VOC palette PNG gives 0..20 and 255 ("void",
+    ``segnet.data.voc.IGNORE_INDEX``), never its colours.
+
+    Raises:
+        DataError: unreadable file; a colour (RGB/RGBA) mask; labels other than
+            0..num_classes-1 and ``ignore_index`` (the message lists them).
+    """
+    img = _open_decoded(path)
+    if img.mode not in _MASK_MODES:
+        raise DataError(
+            f"{path}: mask is a {img.mode} colour image, not a palette (P) or grayscale (L) "
+            "image of class indices; save it as an indexed PNG (see voc_palette())"
+        )
+    labels = np.asarray(img)
+    _check_labels(path, labels, num_classes, ignore_index)
+    return labels.astype(np.uint8)
+
+
+def read_sbd_mask(path: str | Path, num_classes: int, ignore_index: int = 255) -> np.ndarray:
+    """Read an SBD ``cls/*.mat`` annotation (``GTcls.Segmentation``) as uint8 (H, W).
+
+    Same structure as torchvision's ``SBDataset(mode="segmentation")`` reads; SBD has no
+    void border, so its labels are 0..20 only.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file does not exist")
+    try:
+        labels = np.asarray(loadmat(path)["GTcls"][0]["Segmentation"][0])
+    except Exception as err:  # scipy reports bad .mat files as ValueError, OSError, KeyError...
+        raise DataError(f"{path}: cannot read SBD mask ({type(err).__name__}: {err})") from err
+    if labels.ndim != 2:
+        raise DataError(f"{path}: SBD mask has shape {labels.shape}, expected (H, W)")
+    _check_labels(path, labels, num_classes, ignore_index)
+    return labels.astype(np.uint8)
+
+
+def require_same_size(
+    image_path: str | Path, image: Image.Image, mask_path: str | Path, mask: np.ndarray
+) -> None:
+    """Raise DataError if the image (W, H) and the mask (H, W) do not cover the same pixels."""
+    width, height = image.size
+    if mask.shape != (height, width):
+        raise DataError(
+            f"image {image_path} is {width}x{height} but its mask {mask_path} is "
+            f"{mask.shape[1]}x{mask.shape[0]} (width x height)"
+        )
