@@ -1,0 +1,234 @@
+"""Dense prediction with a segmentation model: whole image, sliding window, test-time augmentation.
+
+- Whole image: the FCN takes any size, so by default an image is predicted in one pass at
+  its own resolution (Long et al., CVPR 2015, evaluate whole images the same way).
+- Sliding window: for images too large for memory. Windows overlap by ``overlap``, their
+  start positions are spread evenly from 0 to ``size - window`` so the last window lies flush
+  with the border: every pixel is covered by real image content and no padding is ever
+  predicted (a side shorter than the window gets a window of that side). Per-pixel class
+  probabilities of overlapping windows are blended with Gaussian weights (nnU-Net, Isensee
+  et al. 2021: a window's centre is more reliable than its rim) or uniform weights. The
+  result is produced in horizontal bands that are final as soon as the windows below no
+  longer reach them, so a huge image needs memory for one band of windows, not for a
+  full-image (C, H, W) score map.
+- TTA: horizontal flip and multiple scales. For each scale the IMAGE is resized
+  bilinearly, predicted, and its LOGITS are resized back bilinearly to the input size
+  (labels are never interpolated); the softmax probabilities of all variants are averaged.
+  With sliding windows, TTA is applied to each window.
+
+Images enter as uint8 RGB (N, 3, H, W), normalised here window by window (one byte per pixel
+is all a huge image costs), or as float32 already normalised with ImageNet statistics (what
+``segnet.data.transforms.eval_transforms`` produces).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from segnet.data.transforms import normalize
+
+BLENDS = ("gaussian", "uniform")
+
+
+def window_size(window: int | Sequence[int]) -> tuple[int, int]:
+    """``window`` as (height, width); an int means a square. ValueError unless positive ints."""
+    size = (window, window) if isinstance(window, int) else tuple(window)
+    if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in size):
+        raise ValueError(f"window must be an int or [height, width], got {window!r}")
+    if min(size) < 1:
+        raise ValueError(f"window must be positive, got {window!r}")
+    return int(size[0]), int(size[1])
+
+
+def window_starts(size: int, window: int, overlap: float) -> list[int]:
+    """Start offsets of windows of length ``window`` covering ``0..size-1`` along one axis.
+
+    Consecutive windows overlap by at least ``overlap * window`` pixels; the first starts at
+    0 and the last ends at ``size``. ``window >= size`` gives ``[0]``.
+    """
+    if not 0 <= overlap < 1:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    if size <= window:
+        return [0]
+    stride = max(1, math.floor(window * (1 - overlap)))
+    count = math.ceil((size - window) / stride) + 1
+    return [round(i * (size - window) / (count - 1)) for i in range(count)]
+
+
+def blend_weights(height: int, width: int, blend: str, device=None) -> Tensor:
+    """Per-pixel weight of a window's prediction, (height, width), maximum 1.
+
+    "gaussian": sigma = 1/8 of the window side (nnU-Net's choice), floored at 1e-4 so the
+    window rim still counts where no other window reaches. "uniform": all ones.
+    """
+    if blend == "uniform":
+        return torch.ones(height, width, device=device)
+    if blend != "gaussian":
+        raise ValueError(f"blend must be one of {BLENDS}, got {blend!r}")
+
+    def profile(n: int) -> Tensor:
+        x = torch.arange(n, dtype=torch.float32, device=device) - (n - 1) / 2
+        return torch.exp(-0.5 * (x / (n / 8)) ** 2)
+
+    return torch.outer(profile(height), profile(width)).clamp_min(1e-4)
+
+
+def tta_probabilities(
+    model: nn.Module, images: Tensor, flip: bool = False, scales: Sequence[float] = (1.0,)
+) -> Tensor:
+    """Class probabilities (N, C, H, W) of normalised ``images`` (N, 3, H, W), averaged over TTA.
+
+    Each scale ``s`` resizes the image to ``round(s * H) x round(s * W)`` (bilinear), and the
+    logits back to H x W (bilinear) before the softmax; ``flip`` adds the mirrored image,
+    whose prediction is mirrored back. An exactly symmetric image gives a symmetric result.
+    """
+    height, width = images.shape[-2:]
+    total = None
+    for scale in scales:
+        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        scaled = images
+        if size != (height, width):
+            scaled = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+        for flipped in (False, True) if flip else (False,):
+            logits = model(scaled.flip(-1)).flip(-1) if flipped else model(scaled)
+            if logits.shape[-2:] != (height, width):
+                logits = F.interpolate(
+                    logits, size=(height, width), mode="bilinear", align_corners=False
+                )
+            probs = logits.float().softmax(dim=1)
+            total = probs if total is None else total.add_(probs)
+    return total / (len(scales) * (2 if flip else 1))
+
+
+def sliding_window_bands(
+    score: Callable[[Tensor], Tensor],
+    images: Tensor,
+    window: tuple[int, int],
+    overlap: float = 1 / 3,
+    blend: str = "gaussian",
+    batch_size: int = 4,
+) -> Iterator[tuple[int, Tensor]]:
+    """Blend ``score`` over overlapping windows of ``images`` (N, 3, H, W), band by band.
+
+    ``score`` maps a batch of crops (B, 3, h, w) to scores (B, C, h, w). Yields ``(top, band)``
+    with ``band`` (N, C, rows, W) the blended scores of image rows ``top .. top+rows-1``;
+    bands come in order and together cover every row once. Memory: one (N, C, h, W) band.
+    """
+    num, _, height, width = images.shape
+    win_h, win_w = min(window[0], height), min(window[1], width)
+    tops = window_starts(height, win_h, overlap)
+    lefts = window_starts(width, win_w, overlap)
+    weight = blend_weights(win_h, win_w, blend, images.device)
+    row_weight = torch.zeros(win_h, width, device=images.device)
+    for left in lefts:
+        row_weight[:, left : left + win_w] += weight
+    crops = [(n, left) for n in range(num) for left in lefts]
+    acc = None  # weighted scores of rows top .. top+win_h-1
+    acc_weight = torch.zeros_like(row_weight)
+    for i, top in enumerate(tops):
+        for start in range(0, len(crops), batch_size):
+            chunk = crops[start : start + batch_size]
+            batch = torch.stack(
+                [images[n, :, top : top + win_h, left : left + win_w] for n, left in chunk]
+            )
+            scores = score(batch)
+            if acc is None:
+                acc = scores.new_zeros(num, scores.shape[1], win_h, width)
+            for (n, left), s in zip(chunk, scores, strict=True):
+                acc[n, :, :, left : left + win_w] += s * weight
+        acc_weight += row_weight
+        # Rows above the next window row receive nothing more: hand them out, shift the rest up.
+        done = tops[i + 1] - top if i + 1 < len(tops) else win_h
+        yield top, acc[:, :, :done] / acc_weight[:done]
+        if done < win_h:
+            for buffer in (acc, acc_weight):
+                buffer[..., : win_h - done, :] = buffer[..., done:, :].clone()
+                buffer[..., win_h - done :, :] = 0
+
+
+class Predictor:
+    """Predicts class probabilities / class maps at the input's own resolution.
+
+    Args:
+        model: maps normalised images (N, 3, H, W) to logits (N, C, H, W) for any H, W; used
+            as given (put it in eval mode and on its device first).
+        flip: horizontal-flip TTA.
+        scales: multi-scale TTA factors, e.g. (0.75, 1.0, 1.25); (1.0,) is no scaling.
+        window: sliding-window size (int or (h, w)); None always predicts whole images.
+        overlap: fraction of a window shared with its neighbour, in [0, 1).
+        blend: "gaussian" or "uniform" weighting of overlapping windows.
+        max_pixels: images with more than ``max_pixels`` pixels (H*W) use sliding windows
+            (when ``window`` is set); smaller ones are predicted whole.
+        batch_size: windows per forward pass.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        flip: bool = False,
+        scales: Sequence[float] = (1.0,),
+        window: int | Sequence[int] | None = None,
+        overlap: float = 1 / 3,
+        blend: str = "gaussian",
+        max_pixels: int = 0,
+        batch_size: int = 4,
+    ) -> None:
+        if not scales or any(s <= 0 for s in scales):
+            raise ValueError(f"scales must be positive numbers, got {list(scales)!r}")
+        if blend not in BLENDS:
+            raise ValueError(f"blend must be one of {BLENDS}, got {blend!r}")
+        if not 0 <= overlap < 1:
+            raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+        if batch_size < 1 or max_pixels < 0:
+            raise ValueError(
+                f"batch_size must be >= 1 and max_pixels >= 0, got {batch_size}, {max_pixels}"
+            )
+        self.model = model
+        self.flip = flip
+        self.scales = tuple(float(s) for s in scales)
+        self.window = None if window is None else window_size(window)
+        self.overlap = overlap
+        self.blend = blend
+        self.max_pixels = max_pixels
+        self.batch_size = batch_size
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def uses_windows(self, height: int, width: int) -> bool:
+        """Whether an image of this size is predicted with sliding windows."""
+        return self.window is not None and height * width > self.max_pixels
+
+    def _score(self, images: Tensor) -> Tensor:
+        images = images.to(self.device, non_blocking=True)
+        if images.dtype == torch.uint8:
+            images = normalize(images.float().div_(255))
+        return tta_probabilities(self.model, images, self.flip, self.scales)
+
+    @torch.inference_mode()
+    def probability_bands(self, images: Tensor) -> Iterator[tuple[int, Tensor]]:
+        """``(top, probs (N, C, rows, W))`` bands covering ``images`` (N, 3, H, W) top to bottom.
+
+        One band (the whole image) without sliding windows; bounded memory with them.
+        """
+        height, width = images.shape[-2:]
+        if not self.uses_windows(height, width):
+            yield 0, self._score(images)
+            return
+        yield from sliding_window_bands(
+            self._score, images, self.window, self.overlap, self.blend, self.batch_size
+        )
+
+    def probabilities(self, images: Tensor) -> Tensor:
+        """Class probabilities (N, C, H, W) of ``images`` (N, 3, H, W)."""
+        return torch.cat([band for _, band in self.probability_bands(images)], dim=2)
+
+    def predict(self, images: Tensor) -> Tensor:
+        """Class map int64 (N, H, W) of ``images`` (N, 3, H, W), on the model's device."""
+        return torch.cat([band.argmax(1) for _, band in self.probability_bands(images)], dim=1)

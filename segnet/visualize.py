@@ -1,0 +1,143 @@
+"""Pictures of predictions for people: palette masks, overlays with a legend, confusion matrices."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image, ImageDraw, ImageFont
+
+from segnet.data.voc import IGNORE_INDEX, voc_palette
+
+_PALETTE = np.array(voc_palette(), dtype=np.uint8).reshape(256, 3)
+# Overlays are blended in bands of rows, so a 24-megapixel image needs no float copy of itself.
+_BAND_ROWS = 512
+
+
+def colorize(class_map: np.ndarray) -> Image.Image:
+    """Class map (H, W) of indices 0..255 -> palette-mode ("P") PIL image with VOC's colours.
+
+    The pixel values ARE the class indices (what VOC's SegmentationClass PNGs store), so the
+    file reads back as labels with ``np.asarray(Image.open(path))``.
+    """
+    class_map = np.asarray(class_map)
+    if class_map.ndim != 2:
+        raise ValueError(f"class map must be (H, W), got shape {class_map.shape}")
+    if class_map.size and (class_map.min() < 0 or class_map.max() > 255):
+        raise ValueError("class map values must lie in 0..255 for a palette image")
+    image = Image.fromarray(np.ascontiguousarray(class_map, dtype=np.uint8), mode="P")
+    image.putpalette(voc_palette())
+    return image
+
+
+def class_label(index: int, class_names: Sequence[str]) -> str:
+    """Display name of label ``index``: its class name, "void" for 255, else the number."""
+    if index < len(class_names):
+        return class_names[index]
+    return "void" if index == IGNORE_INDEX else str(index)
+
+
+def _legend_font(image_height: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    # Pillow's default font, scaled with the picture so the legend stays legible on big photos.
+    return ImageFont.load_default(size=int(np.clip(image_height / 30, 12, 96)))
+
+
+def overlay(
+    image: Image.Image | np.ndarray,
+    class_map: np.ndarray,
+    class_names: Sequence[str],
+    alpha: float = 0.5,
+) -> Image.Image:
+    """The image with its class colours blended over it, and a legend of the classes present.
+
+    Args:
+        image: RGB, PIL image of size (W, H) or uint8 array (H, W, 3).
+        class_map: (H, W) class indices.
+        class_names: names of labels 0..C-1 (used in the legend).
+        alpha: weight of the class colour; 0 shows the image alone, 1 the colours alone.
+
+    Returns:
+        RGB image: the blend (W x H) with a legend panel to its right, one coloured box and name
+        per class present, in index order (the panel also makes a 1x1 prediction readable).
+    """
+    pixels = np.asarray(image)
+    class_map = np.asarray(class_map)
+    if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.shape[:2] != class_map.shape:
+        raise ValueError(
+            f"image {pixels.shape} must be RGB (H, W, 3) matching the class map {class_map.shape}"
+        )
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    height, width = class_map.shape
+    present = np.flatnonzero(np.bincount(class_map.ravel(), minlength=256))
+    labels = [class_label(int(i), class_names) for i in present]
+
+    font = _legend_font(height)
+    line = font.getbbox("Ag")[3] + 6
+    box = line - 6
+    margin = line // 2
+    text_width = max(int(font.getlength(label)) for label in labels) if labels else 0
+    panel_width = 3 * margin + box + text_width
+    canvas = np.full(
+        (max(height, 2 * margin + line * len(labels)), width + panel_width, 3), 255, np.uint8
+    )
+    for top in range(0, height, _BAND_ROWS):
+        rows = slice(top, min(top + _BAND_ROWS, height))
+        blend = pixels[rows].astype(np.float32) * (1 - alpha)
+        blend += _PALETTE[class_map[rows]].astype(np.float32) * alpha
+        canvas[rows, :width] = np.rint(blend).astype(np.uint8)
+
+    result = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(result)
+    for row, (index, label) in enumerate(zip(present, labels, strict=True)):
+        x, y = width + margin, margin + row * line
+        draw.rectangle(
+            [x, y, x + box, y + box], fill=tuple(int(c) for c in _PALETTE[index]), outline=0
+        )
+        draw.text((x + box + margin, y), label, fill=(0, 0, 0), font=font)
+    return result
+
+
+def plot_confusion_matrix(
+    confmat: np.ndarray, class_names: Sequence[str], path: str | Path, title: str = ""
+) -> None:
+    """Save a row-normalised confusion matrix (rows = ground truth, columns = prediction) as PNG.
+
+    Each row is divided by its ground-truth pixel count, so the diagonal is the per-class
+    recall and every row reads as "where did this class's pixels go". Rows of classes absent
+    from the ground truth stay empty. Cells are annotated in percent (blank below 1%), class
+    names label both axes; sized so 21 VOC classes stay readable.
+    """
+    confmat = np.asarray(confmat, dtype=np.float64)
+    num = len(class_names)
+    if confmat.shape != (num, num):
+        raise ValueError(f"confusion matrix {confmat.shape} does not match {num} class names")
+    totals = confmat.sum(axis=1, keepdims=True)
+    rates = np.divide(confmat, totals, out=np.zeros_like(confmat), where=totals > 0)
+
+    side = max(4.0, 0.45 * num + 2.5)
+    fig = Figure(figsize=(side + 1.5, side), dpi=120, layout="constrained")
+    ax = fig.add_subplot()
+    shown = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02, label="fraction of the true class")
+    ax.set_xticks(range(num), labels=class_names, rotation=60, ha="right", rotation_mode="anchor")
+    ax.set_yticks(range(num), labels=class_names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title or "confusion matrix (row-normalised)")
+    font_size = 7 if num > 12 else 9
+    for (row, col), rate in np.ndenumerate(rates):
+        if rate >= 0.01:
+            colour = "white" if rate > 0.6 else "black"
+            ax.text(
+                col,
+                row,
+                f"{100 * rate:.0f}",
+                ha="center",
+                va="center",
+                fontsize=font_size,
+                color=colour,
+            )
+    fig.savefig(path)
