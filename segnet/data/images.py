@@ -97,7 +97,7 @@ def read_mask(path: str | Path, num_classes: int, ignore_index: int = 255) -> np
     img = _open_decoded(path)
     if img.mode not in _MASK_MODES:
         raise DataError(
-            f"{path}: mask is a {img.mode} colour image, not a palette (P) or grayscale (L) "
+            f"{path}: mask is a colour image (mode {img.mode}), not a palette (P) or grayscale (L) "
             "image of class indices; save it as an indexed PNG (see voc_palette())"
         )
     labels = np.asarray(img)

@@ -27,6 +27,7 @@ __all__ = [
     "VOCTrainAugDataset",
     "download_voc",
     "load_pair",
+    "require_voc_dir",
     "voc_dir",
     "voc_palette",
     "voc_split_file",
@@ -93,12 +94,15 @@ def voc_split_file(root: str | Path, image_set: str = "train", year: str = "2012
 
 
 def _where_voc_goes(root: str | Path, year: str) -> str:
-    voc = voc_dir(root, year)
     return (
         f"extract the VOC{year} trainval archive ({DATASET_YEAR_DICT[year]['url']}) into {root} "
-        f"so that {voc}/JPEGImages, {voc}/SegmentationClass and "
-        f"{voc}/ImageSets/Segmentation/{{train,val,trainval}}.txt exist"
+        f"so that {voc_dir(root, year)} holds JPEGImages/, SegmentationClass/ and "
+        "ImageSets/Segmentation/{train,val,trainval}.txt"
     )
+
+
+def _download_failed(what: str, err: Exception, where: str) -> DataError:
+    return DataError(f"could not download {what} ({type(err).__name__}: {err}); {where}")
 
 
 def download_voc(root: str | Path, year: str = "2012") -> None:
@@ -114,10 +118,18 @@ def download_voc(root: str | Path, year: str = "2012") -> None:
         VOCSegmentation(str(root), year=year, image_set="train", download=True)
     # URLError/socket errors are OSErrors; a failed checksum is torchvision's RuntimeError.
     except (OSError, RuntimeError) as err:
+        raise _download_failed(f"VOC{year}", err, _where_voc_goes(root, year)) from err
+
+
+def require_voc_dir(root: str | Path, year: str = "2012") -> None:
+    """Raise DataError if ``root`` or root/VOCdevkit/VOC<year> is missing, saying where it goes."""
+    if not Path(root).is_dir():
         raise DataError(
-            f"could not download VOC{year} ({type(err).__name__}: {err}); "
+            f"dataset root {root} does not exist; it must be the folder holding VOCdevkit/: "
             + _where_voc_goes(root, year)
-        ) from err
+        )
+    if not voc_dir(root, year).is_dir():
+        raise DataError(f"{voc_dir(root, year)} does not exist; " + _where_voc_goes(root, year))
 
 
 def voc_split_files(
@@ -130,14 +142,7 @@ def voc_split_files(
     Raises:
         DataError: ``root``, its VOCdevkit or the split file is missing.
     """
-    voc = voc_dir(root, year)
-    if not Path(root).is_dir():
-        raise DataError(
-            f"dataset root {root} does not exist; it must be the folder holding VOCdevkit/: "
-            + _where_voc_goes(root, year)
-        )
-    if not voc.is_dir():
-        raise DataError(f"{voc} does not exist; " + _where_voc_goes(root, year))
+    require_voc_dir(root, year)
     split_file = voc_split_file(root, image_set, year)
     if not split_file.is_file():
         raise DataError(f"split file {split_file} does not exist; " + _where_voc_goes(root, year))
@@ -249,8 +254,7 @@ def _sbd_split_files(sbd_root: Path, image_set: str, download: bool) -> tuple[li
         try:
             SBDataset(str(sbd_root), image_set=image_set, mode="segmentation", download=True)
         except (OSError, RuntimeError) as err:
-            where = _where_sbd_goes(sbd_root)
-            raise DataError(f"could not download SBD ({type(err).__name__}: {err}); {where}") from err
+            raise _download_failed("SBD", err, _where_sbd_goes(sbd_root)) from err
     if not split_file.is_file():
         raise DataError(f"SBD split file {split_file} does not exist; " + _where_sbd_goes(sbd_root))
     sbd = SBDataset(str(sbd_root), image_set=image_set, mode="segmentation")

@@ -1,0 +1,126 @@
+"""check_dataset lists every problem of a tree at once; the script exits non-zero on them."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segnet.data.check import check_dataset, class_names_for, format_report
+from segnet.data.voc import voc_palette
+
+H, W = 20, 30
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _write(voc: Path, image_id: str, labels: np.ndarray) -> None:
+    Image.new("RGB", (W, H), (90, 120, 30)).save(voc / "JPEGImages" / f"{image_id}.jpg")
+    mask = Image.fromarray(labels.astype(np.uint8), mode="P")
+    mask.putpalette(voc_palette())
+    mask.save(voc / "SegmentationClass" / f"{image_id}.png")
+
+
+def _labels(label: int) -> np.ndarray:
+    """10 pixels of void, 290 of ``label``, 300 of background."""
+    labels = np.zeros((H, W), np.uint8)
+    labels[:10] = label
+    labels[0, :10] = 255
+    return labels
+
+
+@pytest.fixture(scope="module")
+def broken_root(tmp_path_factory) -> Path:
+    """train: 2 good samples and 6 with one problem each; val: 1 good, one id also in train."""
+    root = tmp_path_factory.mktemp("broken")
+    voc = root / "VOCdevkit" / "VOC2012"
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (voc / sub).mkdir(parents=True)
+    train = ["good1", "good2", "noimage", "nomask", "rgbmask", "badlabels", "truncated", "size"]
+    for image_id in train:
+        _write(voc, image_id, _labels(15))
+    _write(voc, "goodval", _labels(8))
+    (voc / "JPEGImages/noimage.jpg").unlink()
+    (voc / "SegmentationClass/nomask.png").unlink()
+    Image.new("RGB", (W, H), (192, 128, 128)).save(voc / "SegmentationClass/rgbmask.png")
+    bad = _labels(15)
+    bad[5, 5:7] = [21, 200]
+    _write(voc, "badlabels", bad)
+    jpeg = voc / "JPEGImages/truncated.jpg"
+    jpeg.write_bytes(jpeg.read_bytes()[:200])
+    Image.new("RGB", (W + 2, H), 0).save(voc / "JPEGImages/size.jpg")
+    splits = voc / "ImageSets/Segmentation"
+    (splits / "train.txt").write_text("\n".join([*train, "good1"]) + "\n")
+    (splits / "val.txt").write_text("goodval\ngood2\n")
+    return root
+
+
+def test_every_problem_is_listed(broken_root):
+    report = check_dataset(broken_root, splits=["train", "val", "trainval"])
+    train, val, trainval = report.splits
+    assert not report.ok
+    assert (train.num_images, val.num_images, trainval.num_images) == (9, 2, 0)
+    assert len(train.problems) == 7 and len(val.problems) == 1 and len(trainval.problems) == 1
+    text = "\n".join(report.problems)
+    voc = broken_root / "VOCdevkit" / "VOC2012"
+    for expected in [
+        f"{voc}/JPEGImages/noimage.jpg: file does not exist",
+        f"{voc}/SegmentationClass/nomask.png: file does not exist",
+        f"{voc}/SegmentationClass/rgbmask.png: mask is a colour image (mode RGB)",
+        f"{voc}/SegmentationClass/badlabels.png: labels outside 0..20 and 255 (ignore): [21, 200]",
+        f"{voc}/JPEGImages/truncated.jpg: cannot decode image",
+        f"image {voc}/JPEGImages/size.jpg is 32x20 but its mask",
+        f"{voc}/ImageSets/Segmentation/train.txt: lists 'good1' more than once",
+        f"{voc}/ImageSets/Segmentation/val.txt: 'good2' is also in split 'train'",
+        f"split file {voc}/ImageSets/Segmentation/trainval.txt does not exist",
+    ]:
+        assert expected in text
+    # Only the readable, size-consistent samples are counted: good1 and good2 in train.
+    assert train.histogram[[0, 15, 255]].tolist() == [600, 580, 20]
+    assert train.histogram.sum() == 2 * H * W
+    assert val.histogram[[0, 8, 15, 255]].tolist() == [600, 290, 290, 20]
+
+
+def test_clean_tree_and_missing_root(broken_root, tmp_path):
+    clean = check_dataset(broken_root, splits=["val"])  # val alone has no problem
+    assert clean.ok and clean.splits[0].num_images == 2
+    report = check_dataset(tmp_path / "absent", splits=["train"])
+    assert report.splits[0].num_images == 0
+    assert report.problems[0].startswith(f"dataset root {tmp_path}/absent does not exist")
+
+
+def test_format_report_shows_counts_and_histogram_by_name(broken_root):
+    report = check_dataset(broken_root, splits=["train", "val"])
+    text = format_report(report, class_names_for(21))
+    assert text.startswith("8 problems found\n")
+    assert re.search(r"\ntrain +9 +7\n", text)
+    assert re.search(r"\n +15  person +580 \( 48\.3%\) +290 \( 24\.2%\)\n", text)
+    assert re.search(r"\n +20  tvmonitor +0 \(  0\.0%\) +0 \(  0\.0%\)\n", text)
+    assert re.search(r"\n +255  void +20 \(  1\.7%\) +20 \(  1\.7%\)$", text)
+
+
+def test_class_names_for():
+    assert class_names_for(21)[15] == "person"
+    assert class_names_for(3) == ["class_0", "class_1", "class_2"]
+    assert class_names_for(2, ["bg", "road"]) == ["bg", "road"]
+    with pytest.raises(ValueError, match="3 class names given for 2 classes"):
+        class_names_for(2, ["a", "b", "c"])
+
+
+def test_script_lists_problems_and_exits_non_zero(broken_root, tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts/check_data.py"), f"root={broken_root}", "year=2012"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.startswith("8 problems found\n")
+    assert "noimage.jpg: file does not exist" in result.stdout
+    assert "person" in result.stdout and "void" in result.stdout
+    assert list(tmp_path.iterdir()) == []  # a read-only check leaves no Hydra output folders
