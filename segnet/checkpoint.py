@@ -1,0 +1,119 @@
+"""Rebuild a trained FCN from a segnet Lightning checkpoint, safely.
+
+A checkpoint is read with ``torch.load(weights_only=True)``: only tensors and plain Python
+values are unpickled, so a checkpoint can never run code. The network is rebuilt from the
+``hyper_parameters`` that :class:`segnet.system.SegmentationSystem` saves (the
+:class:`~segnet.models.FCN` arguments and ``class_names``) and its weights are the state
+dict entries under the ``model.`` prefix. Nothing else from training is needed: no config,
+no pretrained download (``pretrained=False``, the trained weights replace them anyway).
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from segnet.data.voc import VOC_CLASSES
+from segnet.models import FCN
+
+MODEL_KEYS = ("num_classes", "backbone", "variant", "trainable_upsample")
+"""Hyper-parameters a segnet checkpoint must hold to rebuild its FCN."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and what is wrong."""
+
+
+def _read(path: Path, map_location: str | torch.device) -> dict:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is an empty file")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f"checkpoint {path} is not a PyTorch checkpoint (not a zip archive: "
+            "truncated, corrupt or another kind of file)"
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            # torch's reader skips CRCs: flipped bytes would load as silently wrong weights.
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        damaged = f"the archive ({err})"
+    if damaged is not None:
+        raise CheckpointError(f"checkpoint {path} is corrupt (bad CRC in {damaged})")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch's message is a long how-to-bypass text; one line of it names the culprit.
+        lines = [line.strip() for line in str(err).splitlines()]
+        reason = next((line for line in lines if "Unsupported global" in line), lines[0])
+        raise CheckpointError(
+            f"checkpoint {path} holds objects other than tensors and plain values, which "
+            f"weights_only=True refuses to unpickle (a checkpoint must not run code): {reason}"
+        ) from err
+    # A damaged archive surfaces as RuntimeError/EOFError/OSError from the zip reader.
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt ({type(err).__name__}: {err})"
+        ) from err
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"checkpoint {path} is not a segnet checkpoint (no dict inside)")
+    return checkpoint
+
+
+def load_model(
+    ckpt_path: str | Path, map_location: str | torch.device = "cpu"
+) -> tuple[FCN, list[str]]:
+    """Load ``ckpt_path`` (a SegmentationSystem .ckpt) as ``(FCN in eval mode, class_names)``.
+
+    Raises:
+        CheckpointError: missing file; not a zip archive or corrupt; objects beyond tensors and
+            plain values; not a segnet checkpoint (no ``hyper_parameters`` with
+            :data:`MODEL_KEYS`, or no ``model.`` weights); weights of another architecture.
+    """
+    path = Path(ckpt_path)
+    checkpoint = _read(path, map_location)
+    hparams = checkpoint.get("hyper_parameters")
+    state = checkpoint.get("state_dict")
+    missing = [k for k in MODEL_KEYS if not isinstance(hparams, dict) or k not in hparams]
+    if missing or not isinstance(state, dict):
+        what = f"hyper_parameters lack {', '.join(missing)}" if missing else "no state_dict"
+        raise CheckpointError(
+            f"checkpoint {path} is not a segnet checkpoint ({what}); expected one saved by "
+            "scripts/train.py"
+        )
+    weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+    if not weights:
+        raise CheckpointError(f"checkpoint {path} is not a segnet checkpoint (no model.* weights)")
+    try:
+        model = FCN(
+            num_classes=hparams["num_classes"],
+            backbone=hparams["backbone"],
+            variant=hparams["variant"],
+            pretrained=False,
+            trainable_upsample=hparams["trainable_upsample"],
+        )
+    except ValueError as err:
+        raise CheckpointError(f"checkpoint {path}: cannot rebuild its model ({err})") from err
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        summary = [line.strip()[:160] for line in str(err).splitlines()[1:3]]
+        raise CheckpointError(
+            f"checkpoint {path}: its weights do not fit FCN(backbone={hparams['backbone']!r}, "
+            f"variant={hparams['variant']!r}, num_classes={hparams['num_classes']}); it was "
+            f"saved from another architecture: {' '.join(summary)}"
+        ) from err
+    names = hparams.get("class_names")
+    if names is None:  # SegmentationSystem's own default
+        names = VOC_CLASSES if model.num_classes == len(VOC_CLASSES) else []
+        names = names or [f"class_{i}" for i in range(model.num_classes)]
+    if len(names) != model.num_classes:
+        raise CheckpointError(
+            f"checkpoint {path}: {len(names)} class_names for {model.num_classes} classes"
+        )
+    return model.eval(), [str(n) for n in names]
