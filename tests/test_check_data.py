@@ -33,16 +33,24 @@ def _labels(label: int) -> np.ndarray:
     return labels
 
 
+def _make_tree(root: Path, splits: dict[str, list[str]], label: int = 15) -> Path:
+    """A VOC tree whose every listed sample is good; returns root/VOCdevkit/VOC2012."""
+    voc = root / "VOCdevkit" / "VOC2012"
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (voc / sub).mkdir(parents=True)
+    for name, ids in splits.items():
+        for image_id in ids:
+            _write(voc, image_id, _labels(label))
+        (voc / "ImageSets/Segmentation" / f"{name}.txt").write_text("\n".join(ids) + "\n")
+    return voc
+
+
 @pytest.fixture(scope="module")
 def broken_root(tmp_path_factory) -> Path:
     """train: 2 good samples and 6 with one problem each; val: 1 good, one id also in train."""
     root = tmp_path_factory.mktemp("broken")
-    voc = root / "VOCdevkit" / "VOC2012"
-    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
-        (voc / sub).mkdir(parents=True)
     train = ["good1", "good2", "noimage", "nomask", "rgbmask", "badlabels", "truncated", "size"]
-    for image_id in train:
-        _write(voc, image_id, _labels(15))
+    voc = _make_tree(root, {"train": train})
     _write(voc, "goodval", _labels(8))
     (voc / "JPEGImages/noimage.jpg").unlink()
     (voc / "SegmentationClass/nomask.png").unlink()
@@ -85,11 +93,14 @@ def test_every_problem_is_listed(broken_root):
     assert val.histogram[[0, 8, 15, 255]].tolist() == [600, 290, 290, 20]
 
 
-def test_clean_tree_and_missing_root(broken_root, tmp_path):
-    clean = check_dataset(broken_root, splits=["val"])  # val alone has no problem
-    assert clean.ok and clean.splits[0].num_images == 2
+def test_clean_tree_and_missing_root(tmp_path):
+    _make_tree(tmp_path / "clean", {"train": ["a", "b"], "val": ["c"], "trainval": ["a", "b", "c"]})
+    clean = check_dataset(tmp_path / "clean", splits=["train", "val", "trainval"])
+    assert clean.ok  # trainval is train + val by definition: sharing their ids is fine
+    assert [split.num_images for split in clean.splits] == [2, 1, 3]
+    assert clean.splits[2].histogram[15] == 3 * 290
     report = check_dataset(tmp_path / "absent", splits=["train"])
-    assert report.splits[0].num_images == 0
+    assert report.splits[0].num_images == 0 and len(report.problems) == 1
     assert report.problems[0].startswith(f"dataset root {tmp_path}/absent does not exist")
 
 

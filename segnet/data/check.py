@@ -21,6 +21,9 @@ from segnet.data.voc import (
     voc_split_files,
 )
 
+UNION_SPLITS = ("trainval",)
+"""Splits that are unions of others by definition, so sharing their ids is no leak."""
+
 
 @dataclass
 class SplitReport:
@@ -81,8 +84,8 @@ def check_dataset(
     """Decode every image and mask of ``splits`` under ``root`` (the folder holding VOCdevkit/).
 
     Problems recorded: missing root/VOCdevkit/split file, ids listed twice in a split or in
-    more than one split, missing/undecodable images or masks, colour (RGB) masks, labels
-    outside 0..num_classes-1 and 255, image/mask size mismatch.
+    two disjoint splits (any two but ``trainval``), missing/undecodable images or masks,
+    colour (RGB) masks, labels outside 0..num_classes-1 and 255, image/mask size mismatch.
     """
     reports = [SplitReport(name) for name in splits]
     try:
@@ -105,12 +108,13 @@ def check_dataset(
                 report.problems.append(f"{split_file}: lists {image_id!r} more than once")
                 continue
             listed.add(image_id)
-            if image_id in seen:
+            if name not in UNION_SPLITS and image_id in seen:
                 report.problems.append(
                     f"{split_file}: {image_id!r} is also in split {seen[image_id]!r} "
                     "(the same image in two splits leaks training data into evaluation)"
                 )
-            seen.setdefault(image_id, name)
+            elif name not in UNION_SPLITS:
+                seen[image_id] = name
             _check_pair(image_path, mask_path, num_classes, report)
     return CheckReport(reports)
 
