@@ -25,14 +25,56 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor, nn
 
 from segnet.data.transforms import normalize
 
 BLENDS = ("gaussian", "uniform")
+# EXIF orientations 5-8 rotate by 90 degrees: the shown image has width and height swapped.
+_TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
+
+
+def image_size(path: str | Path) -> tuple[int, int] | None:
+    """(height, width) of an image file as displayed (EXIF orientation applied), from its
+    header alone; None if the header cannot be read (the full decode will report why)."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if image.getexif().get(0x0112) in _TRANSPOSING_ORIENTATIONS:
+                width, height = height, width
+    except Exception:  # any unreadable header: decided later, by the real decoder
+        return None
+    return height, width
+
+
+def size_batches(
+    sizes: Sequence[tuple[int, int] | None], batch_size: int, max_pixels: int | None = None
+) -> list[list[int]]:
+    """Group indices of ``sizes`` into batches of equal (height, width), at most ``batch_size``.
+
+    Images are never padded to share a batch, so batching cannot change a prediction. Batches
+    come in order of their first image; unknown sizes (None) and images above ``max_pixels``
+    get a batch of their own.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    open_batches: dict[tuple[int, int], list[int]] = {}
+    batches: list[list[int]] = []
+    for index, size in enumerate(sizes):
+        if size is None or (max_pixels is not None and size[0] * size[1] > max_pixels):
+            batches.append([index])
+            continue
+        batch = open_batches.get(size)
+        if batch is None or len(batch) == batch_size:
+            batch = open_batches[size] = []
+            batches.append(batch)
+        batch.append(index)
+    return batches
 
 
 def window_size(window: int | Sequence[int]) -> tuple[int, int]:
@@ -208,7 +250,10 @@ class Predictor:
     def _score(self, images: Tensor) -> Tensor:
         images = images.to(self.device, non_blocking=True)
         if images.dtype == torch.uint8:
-            images = normalize(images.float().div_(255))
+            # The same ops as eval_transforms (v2.ToDtype(scale=True), v2.Normalize), so a
+            # decoded file and a dataset sample give bit-identical inputs.
+            images = normalize(images.float().mul_(1.0 / 255))
+        images = images.contiguous()
         return tta_probabilities(self.model, images, self.flip, self.scales)
 
     @torch.inference_mode()
