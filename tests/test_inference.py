@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from segnet.data.transforms import normalize
+from segnet.data.transforms import eval_transforms
 from segnet.inference import (
     Predictor,
     blend_weights,
@@ -136,12 +136,13 @@ def test_multi_scale_resizes_the_image_and_brings_logits_back_to_full_size():
     torch.testing.assert_close(probs.sum(1), torch.ones(2, 30, 41))
 
 
-def test_uint8_images_are_normalised_like_the_eval_transforms():
+def test_uint8_images_are_normalised_exactly_like_the_eval_transforms():
     model = context_model()
     images = torch.randint(0, 256, (1, 3, 17, 19), dtype=torch.uint8)
+    transformed, _ = eval_transforms()(images[0], torch.zeros(17, 19, dtype=torch.uint8))
     from_uint8 = Predictor(model).probabilities(images)
-    from_float = Predictor(model).probabilities(normalize(images.float() / 255))
-    torch.testing.assert_close(from_uint8, from_float)
+    from_float = Predictor(model).probabilities(transformed[None])
+    assert torch.equal(from_uint8, from_float)
 
 
 @pytest.mark.parametrize(
