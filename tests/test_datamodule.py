@@ -128,6 +128,7 @@ def test_missing_root_says_where_and_what_to_set(tmp_path):
         ({"class_names": ["a", "b", "a"]}, "distinct"),
         ({"demo": True, "download": True}, "demo"),
         ({"demo": True, "class_names": ["a", "b"]}, "demo"),
+        ({"demo": True, "year": "2011"}, "VOC2012"),
         ({"trainaug": True, "train_split": "trainval"}, "trainaug"),
         ({"root": ""}, "root"),
     ],

@@ -112,6 +112,8 @@ class VOCDataModule(pl.LightningDataModule):
         self.num_workers = _positive_int("num_workers", num_workers, minimum=0)
         if demo and (download or trainaug):
             raise ValueError("demo=True generates its own data: set download and trainaug false")
+        if demo and self.year != "2012":
+            raise ValueError(f"the demo dataset is written as VOC2012; got year={self.year!r}")
         if demo and len(self._class_names) != len(VOC_CLASSES):
             raise ValueError(
                 f"the demo dataset has VOC's {len(VOC_CLASSES)} classes, "
