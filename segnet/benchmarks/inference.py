@@ -1,0 +1,167 @@
+"""Inference benchmarks: end-to-end images/s against bare forward passes, and peak memory.
+
+Throughput: a folder of generated 500x375 JPEGs goes through the real ``infer`` task (decode in
+DataLoader workers, forward, PNG + overlay JPEG encoding in writer threads, atomic writes) and
+is compared with the bare model's forward throughput on the same images already decoded and
+normalised in memory, in the same batches. Target: end to end >= 80% of bare forward, i.e.
+I/O hidden behind compute.
+
+Memory: peak resident set size (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) of a fresh
+Python process that segments ONE image with the ``infer`` task (no worker processes, one
+writer thread, so all memory is in that process): a 6000x4000 photo (sliding windows, as
+``max_pixels`` sends it there) against a 500x375 one (whole image). Both processes carry the
+same fixed cost (interpreter, torch, model weights); that cost is reported too, from a process
+that only loads the model. Target: the large image's peak <= 2x the small one's.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+from PIL import Image
+
+import segnet
+from segnet.benchmarks import Result
+from segnet.checkpoint import load_model
+from segnet.data.transforms import eval_transforms
+from segnet.system import SegmentationSystem
+from segnet.tasks.infer import infer
+
+CONFIGS = Path(segnet.__file__).resolve().parents[1] / "configs"
+SECTION = "inference"
+
+
+def write_photo(path: Path, width: int, height: int, seed: int) -> None:
+    """A photo-like JPEG: smooth colour fields plus grain (compresses and decodes like one)."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (max(2, height // 64), max(2, width // 64), 3), dtype=np.uint8)
+    smooth = np.asarray(Image.fromarray(coarse).resize((width, height), Image.BICUBIC), np.int16)
+    grain = rng.integers(-12, 13, smooth.shape, dtype=np.int16)
+    Image.fromarray(np.clip(smooth + grain, 0, 255).astype(np.uint8)).save(path, quality=90)
+
+
+def save_checkpoint(path: Path, backbone: str) -> None:
+    """A segnet checkpoint (hyper-parameters + state dict) of an untrained FCN-8s."""
+    torch.manual_seed(0)
+    system = SegmentationSystem(backbone=backbone, variant="fcn8s")
+    torch.save({"hyper_parameters": dict(system.hparams), "state_dict": system.state_dict()}, path)
+
+
+def infer_config(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return compose("infer", overrides=overrides)
+
+
+def bare_forward(ckpt: Path, images: list[Path], batch_size: int) -> float:
+    """Images/s of the model alone on pre-decoded, normalised images in the same batches."""
+    model, _ = load_model(ckpt)
+    transform = eval_transforms()
+    tensors = []
+    for path in images:
+        pixels = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)
+        tensors.append(transform(pixels, torch.zeros(pixels.shape[1:], dtype=torch.uint8))[0])
+    batches = [torch.stack(tensors[i : i + batch_size]) for i in range(0, len(tensors), batch_size)]
+    with torch.inference_mode():
+        model(batches[0])  # warm-up: allocator and kernel selection
+        start = time.perf_counter()
+        for batch in batches:
+            model(batch).argmax(1)
+        return len(tensors) / (time.perf_counter() - start)
+
+
+def end_to_end(ckpt: Path, folder: Path, out: Path, batch_size: int) -> float:
+    """Images/s of the whole infer task over ``folder`` (model loading included)."""
+    cfg = infer_config(
+        [f"ckpt_path={ckpt}", f"input={folder}", f"output_dir={out}", "overwrite=true"]
+        + [f"batch_size={batch_size}"]
+    )
+    start = time.perf_counter()
+    summary = infer(cfg)
+    seconds = time.perf_counter() - start
+    if summary.skipped or summary.written != len(list(folder.glob("*.jpg"))):
+        raise RuntimeError(f"benchmark inference skipped images: {summary.skipped}")
+    return summary.written / seconds
+
+
+_PEAK_RSS = """
+import resource, sys
+from pathlib import Path
+from hydra import compose, initialize_config_dir
+from segnet.checkpoint import load_model
+from segnet.tasks.infer import infer
+configs, ckpt, image, out = sys.argv[1:5]
+if image == "-":
+    load_model(ckpt)
+else:
+    with initialize_config_dir(config_dir=configs, version_base="1.3"):
+        cfg = compose("infer", overrides=[f"ckpt_path={ckpt}", f"input={image}",
+            f"output_dir={out}", "num_workers=0", "writer_threads=1", "overwrite=true"])
+    assert infer(cfg).written == 1
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def peak_rss_mb(ckpt: Path, image: Path | None, out: Path) -> float:
+    """Peak RSS (MB) of a fresh process segmenting ``image`` (None: only loading the model)."""
+    args = [str(CONFIGS), str(ckpt), str(image) if image else "-", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK_RSS, *args], capture_output=True, text=True, check=True
+    )
+    return int(done.stdout.split()[-1]) / 1024  # Linux reports kilobytes
+
+
+def run(quick: bool) -> list[Result]:
+    backbones = ["resnet18"] if quick else ["resnet18", "resnet50"]
+    count, batch_size = (4, 2) if quick else (100, 4)
+    large = (1200, 900) if quick else (6000, 4000)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        folder = tmp / "images"
+        folder.mkdir()
+        for i in range(count):
+            write_photo(folder / f"{i:03d}.jpg", 500, 375, seed=i)
+        images = sorted(folder.glob("*.jpg"))
+        for backbone in backbones:
+            ckpt = tmp / f"{backbone}.ckpt"
+            save_checkpoint(ckpt, backbone)
+            case = f"fcn8s-{backbone} {count}x500x375"
+            bare = bare_forward(ckpt, images, batch_size)
+            e2e = end_to_end(ckpt, folder, tmp / f"out-{backbone}", batch_size)
+            results += [
+                Result(SECTION, case, "bare forward", bare, "img/s"),
+                Result(SECTION, case, "end to end (decode+forward+write)", e2e, "img/s"),
+                Result(
+                    SECTION,
+                    case,
+                    "end to end / forward",
+                    e2e / bare,
+                    "ratio",
+                    ">= 0.8",
+                    e2e / bare >= 0.8,
+                ),
+            ]
+
+        ckpt = tmp / "resnet18.ckpt"
+        big = tmp / "large.jpg"
+        write_photo(big, *large, seed=1)
+        base = peak_rss_mb(ckpt, None, tmp / "rss")
+        small = peak_rss_mb(ckpt, images[0], tmp / "rss")
+        huge = peak_rss_mb(ckpt, big, tmp / "rss")
+        case = "fcn8s-resnet18 peak RSS"
+        results += [
+            Result(SECTION, case, "model loaded, no image", base, "MB"),
+            Result(SECTION, case, "500x375 whole image", small, "MB"),
+            Result(SECTION, case, f"{large[0]}x{large[1]} sliding windows", huge, "MB"),
+            Result(
+                SECTION, case, "large / small", huge / small, "ratio", "<= 2", huge / small <= 2
+            ),
+        ]
+    return results
