@@ -214,12 +214,13 @@ def _load_imagenet_state(
     net: nn.Module, state: Mapping[str, Tensor], name: str, spec: _Spec, source: str
 ) -> None:
     expected = net.state_dict()
+    state = {k: v for k, v in state.items() if not k.startswith(spec.dropped)}
     missing = [k for k in expected if k not in state and not k.startswith(spec.dropped)]
     unexpected = [k for k in state if k not in expected]
     wrong = [
-        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
+        f"{k} {tuple(v.shape)} != {tuple(expected[k].shape)}"
+        for k, v in state.items()
+        if k in expected and v.shape != expected[k].shape
     ]
     if missing or unexpected or wrong:
         problems = [
