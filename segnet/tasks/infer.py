@@ -19,7 +19,7 @@ from __future__ import annotations
 import glob
 import os
 import uuid
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,7 +108,7 @@ def plan_jobs(inputs: list[tuple[Path, Path]], output_dir: Path, save_probs: boo
     """Output paths for every input. Two inputs that differ only by extension (a.jpg, a.png)
     keep it in their names (a.jpg.png, a.png.png) so neither overwrites the other."""
     stems = [rel.with_suffix("") for _, rel in inputs]
-    clashing = {s for s in stems if stems.count(s) > 1}
+    clashing = {s for s, n in Counter(stems).items() if n > 1}
     jobs = []
     for (source, rel), stem in zip(inputs, stems, strict=True):
         base = rel if stem in clashing else stem
@@ -163,41 +163,38 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 def _write(job: Job, pixels: np.ndarray, labels: np.ndarray, probs, names, alpha: float):
     """Encode and write one image's outputs (runs in the writer pool); the PNG goes last."""
-    if job.probs is not None:
-        if isinstance(probs, Path):  # a memory-mapped temporary, already written
-            os.replace(probs, job.probs)
-        else:
-            _atomic(job.probs, lambda tmp: _save_npy(tmp, probs))
+    if isinstance(probs, np.memmap):  # streamed into a temporary .npy: just rename it
+        probs.flush()
+        os.replace(probs.filename, job.probs)
+    elif probs is not None:
+        _atomic(job.probs, lambda tmp: _save_npy(tmp, probs))
     picture = overlay(pixels, labels, names, alpha)
     _atomic(job.overlay, lambda tmp: picture.save(tmp, format="JPEG", quality=90))
     mask = colorize(labels)
     _atomic(job.mask, lambda tmp: mask.save(tmp, format="PNG", compress_level=1))
 
 
-def _predict(predictor: Predictor, images: torch.Tensor, jobs: list[Job]):
-    """Class maps uint8 (N, H, W) and probabilities (float16 (N, C, H, W) array, or for a
-    windowed single image the Path of a memory-mapped temporary .npy), band by band."""
+def _predict(predictor: Predictor, images: torch.Tensor, probs_path: Path | None):
+    """Class maps uint8 (N, H, W) of uint8 ``images`` (N, 3, H, W), and with ``probs_path``
+    their float16 probabilities (N, C, H, W). A windowed image (N = 1) streams its
+    probabilities into a memory-mapped temporary file next to ``probs_path``."""
     num, _, height, width = images.shape
     labels = np.empty((num, height, width), dtype=np.uint8)
     probs = None
     for top, band in predictor.probability_bands(images):
         rows = slice(top, top + band.shape[2])
         labels[:, rows] = band.argmax(1).to(torch.uint8).cpu().numpy()
-        if jobs[0].probs is None:
+        if probs_path is None:
             continue
         if probs is None:
             shape = (num, band.shape[1], height, width)
-            if predictor.uses_windows(height, width):  # bounded memory: stream to disk
-                tmp = _temporary(jobs[0].probs)
-                probs = (tmp, np.lib.format.open_memmap(tmp, "w+", np.float16, shape[1:]))
+            if predictor.uses_windows(height, width):
+                tmp = _temporary(probs_path)
+                probs = np.lib.format.open_memmap(tmp, "w+", np.float16, shape[1:])[None]
             else:
                 probs = np.empty(shape, dtype=np.float16)
-        target = probs[1][None] if isinstance(probs, tuple) else probs
-        target[:, :, rows] = band.half().cpu().numpy()
-    if isinstance(probs, tuple):
-        probs[1].flush()
-        return labels, [probs[0]]
-    return labels, probs if probs is not None else [None] * num
+        probs[:, :, rows] = band.half().cpu().numpy()
+    return labels, [None] * num if probs is None else probs
 
 
 def infer(cfg: DictConfig) -> Summary:
@@ -258,7 +255,7 @@ def infer(cfg: DictConfig) -> Summary:
                 images = (
                     torch.stack([im for _, im in group]) if len(group) > 1 else group[0][1][None]
                 )
-                labels, probs = _predict(predictor, images, batch_jobs)
+                labels, probs = _predict(predictor, images, batch_jobs[0].probs)
                 for n, job in enumerate(batch_jobs):
                     pixels = images[n].permute(1, 2, 0).numpy()
                     args = (job, pixels, labels[n], probs[n], names, cfg.alpha)
