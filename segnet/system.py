@@ -121,11 +121,10 @@ class SegmentationSystem(pl.LightningModule):
         logits = self(images)
         loss = self.loss(logits, masks)
         self.train_confmat.update(logits.detach().argmax(dim=1), masks)
-        batch_size = images.shape[0]
-        self.log(
-            "train/loss", loss, prog_bar=True, on_epoch=True, sync_dist=True, batch_size=batch_size
-        )
-        self.log("lr", self.optimizers().param_groups[-1]["lr"], batch_size=batch_size)
+        # Per step, this rank's loss: an all-reduce every step would cost more than it tells.
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(images))
+        # The loggers get every group's lr from LearningRateMonitor (lr/backbone, lr/head).
+        self.log("lr", self.optimizers().param_groups[-1]["lr"], prog_bar=True, logger=False)
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:

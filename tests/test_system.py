@@ -172,5 +172,5 @@ def test_overfits_one_batch():
     trainer.fit(system, loader(images, masks))
 
     # Both are the last epoch's, i.e. the last step's: one batch per epoch.
-    assert trainer.callback_metrics["train/loss_epoch"].item() < initial_loss / 10
+    assert trainer.callback_metrics["train/loss"].item() < initial_loss / 10
     assert trainer.callback_metrics["train/miou"].item() >= 0.9

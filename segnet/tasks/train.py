@@ -1,0 +1,137 @@
+"""Train an FCN from a composed ``configs/train.yaml``: the work behind ``scripts/train.py``.
+
+Everything is built with ``hydra.utils.instantiate`` from plain config values: the data module
+(``cfg.data``), the LightningModule (``cfg.model`` plus the ``cfg.optim`` values), the Trainer
+(``cfg.trainer``) with its callbacks and loggers. The config is checked first, so a bad value
+stops the run before any data is read or any weight is built.
+
+Interrupted runs: the ``last_checkpoint`` callback writes ``last.ckpt`` after every validation
+and again when training stops on Ctrl-C, SIGTERM (e.g. a SLURM time limit) or an exception, so
+``ckpt_path=<run dir>/checkpoints/last.ckpt`` resumes at the global step it stopped at.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from segnet.system import SCORES, SegmentationSystem
+from segnet.tasks.config import ConfigError, check_num_classes, check_train_config
+
+SIGTERM_EXIT_CODE = 143  # 128 + SIGTERM: what a shell or SLURM expects of a terminated job
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit, then report the best checkpoint.
+
+    Returns (on global rank 0; other ranks get only the paths):
+        ``{"best_checkpoint": path, "last_checkpoint": path, "global_step": int,
+        "val": {"miou", "pixel_acc", "mean_acc", "fw_iou", "per_class_iou",
+        "absent_classes", "confmat", "epoch", "global_step"}}`` where "val" holds the
+        validation metrics the best checkpoint was saved with.
+
+    Raises:
+        ConfigError: a bad config value (before anything is built or trained).
+    """
+    check_train_config(cfg)
+    try:
+        datamodule = hydra.utils.instantiate(cfg.data)
+    except ValueError as err:  # the data module's own argument checks
+        raise ConfigError(f"invalid configuration (nothing was run):\n  - data: {err}") from err
+    num_classes = check_num_classes(cfg.model.num_classes, datamodule.num_classes)
+    _echo(OmegaConf.to_yaml(cfg, resolve=True))
+
+    pl.seed_everything(cfg.seed, workers=True)
+    system: SegmentationSystem = hydra.utils.instantiate(
+        cfg.model,
+        **OmegaConf.to_container(cfg.optim, resolve=True),
+        num_classes=num_classes,
+        class_names=datamodule.class_names,
+    )
+    if cfg.compile:
+        # In place: the state dict keeps its "model." keys (no "_orig_mod." wrapper).
+        system.model.compile()
+    trainer: pl.Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=_instantiate_all(cfg.callbacks), logger=_instantiate_all(cfg.logger)
+    )
+    try:
+        trainer.fit(system, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    except SIGTERMException as stop:
+        _echo_stopped(trainer, "SIGTERM")
+        raise SystemExit(SIGTERM_EXIT_CODE) from stop
+    except SystemExit:  # Lightning's exit after a Ctrl-C (KeyboardInterrupt)
+        _echo_stopped(trainer, "Ctrl-C")
+        raise
+    except Exception as err:
+        _echo_stopped(trainer, f"{type(err).__name__}: {err}")
+        raise
+    return _report(trainer)
+
+
+def _instantiate_all(group: DictConfig | None) -> list[Any]:
+    """The objects of a callbacks/logger group; an entry set to null is left out."""
+    if group is None:
+        return []
+    return [hydra.utils.instantiate(node) for node in group.values() if node is not None]
+
+
+def _report(trainer: pl.Trainer) -> dict[str, Any]:
+    best, last = _checkpoint_callbacks(trainer)
+    result = {
+        "best_checkpoint": best.best_model_path if best else None,
+        "last_checkpoint": last.last_model_path if last else None,
+        "global_step": trainer.global_step,
+    }
+    if not trainer.is_global_zero or not result["best_checkpoint"]:
+        return result
+    checkpoint = torch.load(result["best_checkpoint"], map_location="cpu", weights_only=True)
+    result["val"] = checkpoint.get("val_metrics")
+    _echo(_summary(result))
+    return result
+
+
+def _checkpoint_callbacks(
+    trainer: pl.Trainer,
+) -> tuple[ModelCheckpoint | None, ModelCheckpoint | None]:
+    """The callback keeping the best checkpoint (it has a monitor) and the one keeping last."""
+    best = next((cb for cb in trainer.checkpoint_callbacks if cb.monitor), None)
+    last = next((cb for cb in trainer.checkpoint_callbacks if cb.save_last), None)
+    return best, last
+
+
+def _summary(result: dict[str, Any]) -> str:
+    val = result["val"] or {}
+    lines = [f"best checkpoint: {result['best_checkpoint']}"]
+    if val:
+        lines[0] += f"  (epoch {val['epoch']}, global step {val['global_step']})"
+        lines.append("  " + "  ".join(f"val/{name} {val[name]:.4f}" for name in SCORES))
+        per_class = ", ".join(
+            f"{name} {iou:.3f}" for name, iou in val["per_class_iou"].items() if iou is not None
+        )
+        lines.append(f"  per-class IoU: {per_class}")
+        if val["absent_classes"]:
+            lines.append(f"  absent from val (not averaged): {', '.join(val['absent_classes'])}")
+    lines.append(f"last checkpoint: {result['last_checkpoint']}")
+    return "\n".join(lines)
+
+
+def _echo_stopped(trainer: pl.Trainer, reason: str) -> None:
+    _, last = _checkpoint_callbacks(trainer)
+    if last is not None and last.last_model_path:
+        _echo(
+            f"training stopped by {reason} at global step {trainer.global_step}; resume with "
+            f"ckpt_path={last.last_model_path}"
+        )
+
+
+@rank_zero_only
+def _echo(text: str) -> None:
+    """Print once, from global rank 0 (DDP ranks all run this code)."""
+    print(text, flush=True)
