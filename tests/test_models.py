@@ -10,7 +10,6 @@ import torch.nn.functional as F
 import torchvision
 
 from segnet.models import BACKBONES, FCN, VARIANTS, PretrainedWeightsUnavailable
-from segnet.models.backbones import VGGTrunk
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +27,22 @@ def test_logits_have_the_input_size(resnet18_models, variant, shape):
     assert torch.isfinite(logits).all()
 
 
+@pytest.fixture(scope="module")
+def five_class_models() -> dict[str, FCN]:
+    """One FCN-8s per backbone, built on first use."""
+    return {}
+
+
+def _five_class(cache: dict[str, FCN], backbone: str) -> FCN:
+    if backbone not in cache:
+        torch.manual_seed(0)
+        cache[backbone] = FCN(num_classes=5, backbone=backbone).eval()
+    return cache[backbone]
+
+
 @pytest.mark.parametrize("backbone", BACKBONES)
-def test_every_backbone_gives_stride_8_16_32_maps(backbone):
-    torch.manual_seed(0)
-    model = FCN(num_classes=5, backbone=backbone).eval()
+def test_every_backbone_gives_stride_8_16_32_maps(five_class_models, backbone):
+    model = _five_class(five_class_models, backbone)
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
         maps = model.backbone(x)
@@ -41,6 +52,24 @@ def test_every_backbone_gives_stride_8_16_32_maps(backbone):
         for channels, stride in zip(model.backbone.channels, (8, 16, 32), strict=True)
     ]
     assert logits.shape == (1, 5, 50, 70)
+
+
+def test_vgg16_fc6_fc7_are_the_classifier_made_convolutional(five_class_models):
+    # torchvision's VGG feeds its classifier torch.flatten(pool5, 1) (C, 7, 7 order); on a
+    # 7x7 pool5 the centre cell of the padded 7x7 fc6 conv sees exactly that whole input.
+    fc67 = _five_class(five_class_models, "vgg16").backbone.fc67
+    fc6, fc7 = fc67[0], fc67[3]
+    pool5 = torch.randn(1, 512, 7, 7)
+    with torch.no_grad():
+        hidden = F.relu(F.linear(pool5.flatten(1), fc6.weight.flatten(1), fc6.bias))
+        expected = F.relu(F.linear(hidden, fc7.weight.flatten(1), fc7.bias))
+        torch.testing.assert_close(fc67(pool5)[..., 3, 3], expected)
+
+
+def test_mobilenet_batch_norm_uses_the_default_momentum():
+    model = FCN(backbone="mobilenet_v3_large")
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == 46 and {m.momentum for m in norms} == {0.1}
 
 
 def test_padding_is_bottom_right_so_predictions_do_not_shift(resnet18_models):
@@ -228,16 +257,6 @@ def test_weights_path_errors_name_the_file_and_the_problem(tmp_path):
     )
     with pytest.raises(ValueError, match=rf"resnet50: .*missing keys.*{mismatch}"):
         FCN(backbone="resnet50", weights_path=str(other))
-
-
-def test_vgg16_fc6_fc7_are_the_classifier_made_convolutional():
-    torch.manual_seed(0)
-    net = torchvision.models.vgg16().eval()
-    classifier = net.classifier[:5]  # fc6, relu, dropout, fc7, relu (fc8 is dropped)
-    trunk = VGGTrunk(net).eval()
-    pool5 = torch.randn(2, 512, 7, 7)
-    with torch.no_grad():
-        torch.testing.assert_close(trunk.fc67(pool5)[..., 3, 3], classifier(pool5.flatten(1)))
 
 
 def test_bad_arguments_are_rejected_clearly():

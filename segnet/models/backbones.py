@@ -3,8 +3,30 @@
 Every trunk maps (N, 3, H, W) with H, W multiples of 32 to the tuple
 (N, C8, H/8, W/8), (N, C16, H/16, W/16), (N, C32, H/32, W/32) with ``channels == (C8, C16, C32)``.
 
-ImageNet weights (``pretrained=True``) come from torchvision's weights API, one fixed member
-per backbone (``IMAGENET_WEIGHTS``); ``weights_path`` loads the same state dict from a local file.
+ImageNet weights (``pretrained=True``) come from torchvision's weights API, one fixed member per
+backbone (``IMAGENET_WEIGHTS``), downloaded once into ``$TORCH_HOME/hub/checkpoints/``:
+
+==================  =======================================  ===============================
+backbone            weights                                  file
+==================  =======================================  ===============================
+resnet18            ResNet18_Weights.IMAGENET1K_V1           resnet18-f37072fd.pth
+resnet34            ResNet34_Weights.IMAGENET1K_V1           resnet34-b627a593.pth
+resnet50            ResNet50_Weights.IMAGENET1K_V2           resnet50-11ad3fa6.pth
+resnet101           ResNet101_Weights.IMAGENET1K_V2          resnet101-cd907fc2.pth
+vgg16               VGG16_Weights.IMAGENET1K_V1              vgg16-397923af.pth
+mobilenet_v3_large  MobileNet_V3_Large_Weights.IMAGENET1K_V2 mobilenet_v3_large-5c1a4163.pth
+==================  =======================================  ===============================
+
+These are torchvision's current defaults: for resnet50/101 the V2 recipe gives 80.9/81.9%
+ImageNet top-1 against V1's 76.1/77.4%. (torchvision's own fcn_resnet50 was trained from V1; to
+reproduce that, pass the V1 file as ``weights_path``.) ``weights_path`` loads such a file from
+anywhere: the state dict of ``torchvision.models.<name>``, with or without its classifier.
+
+mobilenet_v3_large is the light backbone for CPU demos trained from scratch. Measured on 2 CPU
+threads (trunk only, ImageNet classifier removed): a training step at batch 8, 160x240 takes
+286 ms against 676 ms for resnet18 (regnet_x_400mf 298 ms, shufflenet_v2_x1_0 168 ms,
+mobilenet_v3_small 123 ms), and inference at 320x480 38 ms against 102 ms; FCN-8s on it is
+1.3 GFLOP at 320x480 (resnet18: 11.2) with 3.0M parameters (11.2M).
 """
 
 from __future__ import annotations
@@ -96,11 +118,18 @@ class MobileNetTrunk(Backbone):
     """MobileNetV3 (Howard et al., 2019) ``features``, tapped before each stride-2 block.
 
     The light backbone for CPU demos: the stride-32 map is the final 1x1 expansion conv.
+    Batch-norm momentum goes from torchvision's 0.01 (set for long ImageNet runs) to PyTorch's
+    default 0.1, as the ResNets have: trained from scratch for 200 steps on the demo data, eval
+    mode at 0.01 still predicted only background (its running statistics lag the weights)
+    while at 0.1 it matched train mode.
     """
 
     def __init__(self, net: torchvision.models.MobileNetV3) -> None:
         super().__init__()
         self.features = net.features
+        for module in self.features.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.momentum = 0.1
         # ``_is_cn`` marks torchvision's stride-2 blocks (strides 4, 8, 16, 32 in order).
         downsample = [i for i, block in enumerate(self.features) if getattr(block, "_is_cn", False)]
         self.taps = (downsample[2] - 1, downsample[3] - 1, len(self.features) - 1)
@@ -157,11 +186,14 @@ def build_backbone(
     if name not in _SPECS:
         raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
     spec = _SPECS[name]
-    net = torchvision.models.get_model(name, weights=None)
-    if weights_path is not None:
-        _load_imagenet_state(net, _read_state_dict(weights_path), name, spec, str(weights_path))
+    state, source = None, ""
+    if weights_path is not None:  # read first: a bad file fails before building anything
+        state, source = _read_state_dict(weights_path), str(weights_path)
     elif pretrained:
-        _load_imagenet_state(net, _download(name, spec), name, spec, spec.weights)
+        state, source = _download(name, spec), spec.weights
+    net = torchvision.models.get_model(name, weights=None)
+    if state is not None:
+        _load_imagenet_state(net, state, name, spec, source)
     return spec.trunk(net)
 
 
