@@ -12,13 +12,14 @@ and again when training stops on Ctrl-C, SIGTERM (e.g. a SLURM time limit) or an
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
@@ -58,8 +59,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.compile:
         # In place: the state dict keeps its "model." keys (no "_orig_mod." wrapper).
         system.model.compile()
+    callbacks = _instantiate_all(cfg.callbacks)
+    if not cfg.trainer.get("enable_progress_bar", True):
+        # The switch wins over the configured bar (Lightning refuses the pair).
+        callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
     trainer: pl.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=_instantiate_all(cfg.callbacks), logger=_instantiate_all(cfg.logger)
+        cfg.trainer, callbacks=callbacks, logger=_instantiate_all(cfg.logger)
     )
     try:
         trainer.fit(system, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
@@ -83,10 +88,10 @@ def _instantiate_all(group: DictConfig | None) -> list[Any]:
 
 
 def _report(trainer: pl.Trainer) -> dict[str, Any]:
-    best, last = _checkpoint_callbacks(trainer)
+    best, _ = _checkpoint_callbacks(trainer)
     result = {
         "best_checkpoint": best.best_model_path if best else None,
-        "last_checkpoint": last.last_model_path if last else None,
+        "last_checkpoint": _last_path(trainer),
         "global_step": trainer.global_step,
     }
     if not trainer.is_global_zero or not result["best_checkpoint"]:
@@ -100,10 +105,20 @@ def _report(trainer: pl.Trainer) -> dict[str, Any]:
 def _checkpoint_callbacks(
     trainer: pl.Trainer,
 ) -> tuple[ModelCheckpoint | None, ModelCheckpoint | None]:
-    """The callback keeping the best checkpoint (it has a monitor) and the one keeping last."""
+    """The callback keeping the best checkpoint (it has a monitor) and the one keeping the
+    newest (no monitor; configs/callbacks/default.yaml)."""
     best = next((cb for cb in trainer.checkpoint_callbacks if cb.monitor), None)
-    last = next((cb for cb in trainer.checkpoint_callbacks if cb.save_last), None)
+    last = next((cb for cb in trainer.checkpoint_callbacks if not cb.monitor), None)
     return best, last
+
+
+def _last_path(trainer: pl.Trainer) -> str | None:
+    _, last = _checkpoint_callbacks(trainer)
+    if last is None or last.dirpath is None:
+        return None
+    # Also written by on_exception, which does not record the path it saves to.
+    path = os.path.join(last.dirpath, f"{last.filename}{last.FILE_EXTENSION}")
+    return path if os.path.isfile(path) else None
 
 
 def _summary(result: dict[str, Any]) -> str:
@@ -123,11 +138,11 @@ def _summary(result: dict[str, Any]) -> str:
 
 
 def _echo_stopped(trainer: pl.Trainer, reason: str) -> None:
-    _, last = _checkpoint_callbacks(trainer)
-    if last is not None and last.last_model_path:
+    last = _last_path(trainer)
+    if last is not None:
         _echo(
             f"training stopped by {reason} at global step {trainer.global_step}; resume with "
-            f"ckpt_path={last.last_model_path}"
+            f"ckpt_path={last}"
         )
 
 
