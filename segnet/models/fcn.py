@@ -39,8 +39,9 @@ class FCN(nn.Module):
 
     Initialisation follows the paper where it matters: skip score layers (score16, score8) are
     zero, so at the start FCN-16s/8s predict exactly what FCN-32s does and the skips learn a
-    residual. score32 keeps PyTorch's default init rather than the paper's zero: with a trunk
-    trained from scratch a zero score32 would stop all gradient to the trunk at the first step.
+    residual. score32 keeps PyTorch's default init rather than the paper's zero: a zero score32
+    gives the trunk a zero gradient (W32^T g = 0) until score32 itself has moved, harmless for a
+    pretrained trunk but a wasted start for one trained from scratch.
     No extra dropout is added: ResNets and MobileNet were trained without it before their
     classifier and rely on batch norm; VGG16 keeps the paper's dropout in its conv-ified fc6/fc7.
 
