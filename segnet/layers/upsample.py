@@ -1,17 +1,43 @@
-"""Bilinear upsampling as a transposed convolution (Long, Shelhamer & Darrell, CVPR 2015)."""
+"""Bilinear upsampling as a learnable transposed convolution (Long, Shelhamer & Darrell, 2015).
+
+FCN upsamples class scores with transposed convolutions whose filters start as bilinear
+interpolation; the paper froze the final one, d2l trains them. :class:`BilinearUpsample` is
+that layer for an integer factor ``f``: kernel ``2f - f % 2``, stride ``f``, padding
+``ceil((f - 1) / 2)``, one filter per channel (depthwise), no bias.
+
+On CPU the forward and backward passes use a polyphase decomposition rather than PyTorch's
+depthwise ``conv_transpose2d``, whose weight gradient is slow there. Output pixel
+``(h*f + ry, w*f + rx)`` only ever sees the 3x3 input neighbourhood of ``(h, w)``, so the layer
+is one small matrix product per channel, ``(H*W, 9) @ (9, f*f)``, written straight into the
+output in cache-sized chunks: one output-sized allocation in the forward pass, none in the
+backward. The result is the same transposed convolution, to float rounding.
+"""
 
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+
+# Output elements per chunk of the CPU path: 4 MiB of float32 stays in cache between the
+# matrix product and the copy into the output, and keeps the number of chunks (each a few
+# parallel regions) small.
+_CHUNK_NUMEL = 1 << 20
 
 
 def bilinear_kernel(kernel_size: int) -> Tensor:
-    """The 2-D bilinear interpolation filter of FCN/Caffe, shape (k, k)."""
-    if kernel_size < 1:
-        raise ValueError(f"kernel_size must be >= 1, got {kernel_size}")
+    """The 2-D bilinear interpolation filter of FCN/Caffe, shape (k, k), float32.
+
+    With ``factor = (k + 1) // 2`` and ``centre = factor - 1`` for odd ``k`` (``factor - 0.5``
+    for even ``k``), the 1-D taps are ``1 - |i - centre| / factor`` and the filter is their outer
+    product. Used as the kernel of a stride-``factor`` transposed convolution it interpolates
+    bilinearly; e.g. ``k = 4`` gives taps ``[0.25, 0.75, 0.75, 0.25]``.
+    """
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
+        raise ValueError(f"kernel_size must be an int >= 1, got {kernel_size!r}")
     factor = (kernel_size + 1) // 2
     centre = factor - 1 if kernel_size % 2 == 1 else factor - 0.5
     taps = 1 - (torch.arange(kernel_size, dtype=torch.float64) - centre).abs() / factor
@@ -19,30 +45,131 @@ def bilinear_kernel(kernel_size: int) -> Tensor:
 
 
 class BilinearUpsample(nn.Module):
-    """Upsample every channel independently by an integer ``factor``.
+    """Upsample each channel independently by an integer ``factor``: (N, C, H, W) -> (N, C, fH, fW).
 
-    (N, C, H, W) -> (N, C, factor*H, factor*W). Depthwise transposed convolution
-    initialised with :func:`bilinear_kernel`.
+    A depthwise transposed convolution (kernel ``k = 2f - f % 2``, stride ``f``, padding
+    ``ceil((f - 1) / 2)``, no bias) initialised with :func:`bilinear_kernel`, so channels never
+    mix and the output is exactly ``factor`` times larger for every input size.
+
+    Compared with ``F.interpolate(x, scale_factor=f, mode="bilinear", align_corners=False)``
+    at initialisation: away from the border the two are equal (to float rounding). The first
+    and last ``f // 2`` output rows and columns, whose sampling point lies outside the input,
+    differ: ``interpolate`` repeats the edge pixel there, while the transposed convolution
+    interpolates towards zero, as if the input were zero-padded. A constant image of ones thus
+    comes out as ones in the interior, ``(1 + 1/f) / 2`` on the outermost rows and columns and
+    the square of that in the corners.
+
+    Args:
+        channels: number of channels C (one filter each).
+        factor: integer upsampling factor f >= 1.
+        trainable: learn the filters (d2l) or freeze them (the original FCN). Frozen filters
+            stay a parameter, with ``requires_grad=False``.
+
+    The only parameter is ``weight``, shape (C, 1, k, k), the layout of a depthwise
+    ``nn.ConvTranspose2d``.
     """
 
     def __init__(self, channels: int, factor: int, trainable: bool = True) -> None:
         super().__init__()
-        if factor < 1:
-            raise ValueError(f"factor must be >= 1, got {factor}")
-        kernel_size = 2 * factor - factor % 2
+        for name, value in (("channels", channels), ("factor", factor)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        self.channels = channels
         self.factor = factor
-        self.deconv = nn.ConvTranspose2d(
-            channels,
-            channels,
-            kernel_size,
-            stride=factor,
-            padding=math.ceil((factor - 1) / 2),
-            groups=channels,
-            bias=False,
-        )
+        self.kernel_size = 2 * factor - factor % 2
+        self.padding = math.ceil((factor - 1) / 2)
+        self.trainable = bool(trainable)
+        k = self.kernel_size
+        self.weight = nn.Parameter(torch.empty(channels, 1, k, k), requires_grad=self.trainable)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Set every channel's filter to the bilinear kernel."""
         with torch.no_grad():
-            self.deconv.weight.copy_(bilinear_kernel(kernel_size).expand_as(self.deconv.weight))
-        self.deconv.weight.requires_grad_(trainable)
+            self.weight.copy_(bilinear_kernel(self.kernel_size).expand_as(self.weight))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.deconv(x)
+        """(N, C, H, W) -> (N, C, factor*H, factor*W)."""
+        if x.dim() != 4 or x.shape[1] != self.channels:
+            raise ValueError(
+                f"expected input of shape (N, {self.channels}, H, W), got {tuple(x.shape)}"
+            )
+        traced = torch.jit.is_tracing() or torch.compiler.is_compiling()
+        if x.device.type == "cpu" and x.numel() > 0 and not traced:
+            return _PolyphaseUpsample.apply(x, _phase_filters(self.weight, self.factor))
+        return F.conv_transpose2d(
+            x, self.weight, stride=self.factor, padding=self.padding, groups=self.channels
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.channels}, factor={self.factor}, kernel_size={self.kernel_size}, "
+            f"padding={self.padding}, trainable={self.trainable}"
+        )
+
+
+def _phase_filters(weight: Tensor, factor: int) -> Tensor:
+    """(C, 1, k, k) filters -> (C, 9, f*f) polyphase filters.
+
+    Output ``o = h*f + r`` receives input ``h + d`` (d in -1, 0, 1) through kernel tap
+    ``a = r + p - d*f`` (zero if outside ``[0, k)``). Padding the kernel to ``3f`` taps starting
+    at ``p - f`` makes block ``1 - d`` of it exactly those taps.
+    """
+    channels, k, f = weight.shape[0], weight.shape[-1], factor
+    p = math.ceil((f - 1) / 2)
+    before, after = f - p, 2 * f + p - k
+    taps = F.pad(weight[:, 0], (before, after, before, after)).view(channels, 3, f, 3, f)
+    # (C, 1-di, ry, 1-dj, rx) -> (C, (di, dj), (ry, rx)) with di, dj running -1, 0, 1, the
+    # order of F.unfold's 3x3 neighbourhood.
+    return taps.flip(1, 3).permute(0, 1, 3, 2, 4).reshape(channels, 9, f * f)
+
+
+class _PolyphaseUpsample(torch.autograd.Function):
+    """Depthwise stride-f transposed convolution from polyphase filters, on CPU.
+
+    x (N, C, H, W), filters (C, 9, f*f) -> (N, C, H*f, W*f). Chunks of (n, c) planes: unfold
+    the 3x3 neighbourhoods (b, 9, H*W), multiply by the filters into (b, H*W, f*f) and copy
+    that, phase by phase, into the output viewed as (b, H, f, W, f).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, filters: Tensor) -> Tensor:
+        n, c, h, w = x.shape
+        f = math.isqrt(filters.shape[-1])
+        ctx.save_for_backward(x, filters)
+        planes = x.reshape(n * c, 1, h, w)
+        out = x.new_empty(n * c, h, f, w, f)
+        for s, e in _chunks(n * c, h * w * f * f):
+            cols = F.unfold(planes[s:e], 3, padding=1)  # (b, 9, h*w)
+            phases = torch.bmm(cols.transpose(1, 2), filters[torch.arange(s, e) % c])
+            out[s:e].copy_(phases.view(e - s, h, w, f, f).transpose(2, 3))
+        return out.view(n, c, h * f, w * f)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        x, filters = ctx.saved_tensors
+        n, c, h, w = x.shape
+        f = math.isqrt(filters.shape[-1])
+        need_x, need_filters = ctx.needs_input_grad
+        planes = x.reshape(n * c, 1, h, w)
+        grad_planes = grad_out.reshape(n * c, h, f, w, f)
+        grad_x = torch.empty_like(planes) if need_x else None
+        grad_filters = torch.zeros_like(filters) if need_filters else None
+        for s, e in _chunks(n * c, h * w * f * f):
+            channel = torch.arange(s, e) % c
+            phases = grad_planes[s:e].transpose(2, 3).reshape(e - s, h * w, f * f)
+            if grad_x is not None:
+                grad_cols = torch.bmm(phases, filters[channel].transpose(1, 2))  # (b, h*w, 9)
+                grad_x[s:e] = F.fold(grad_cols.transpose(1, 2), (h, w), 3, padding=1)
+            if grad_filters is not None:
+                cols = F.unfold(planes[s:e], 3, padding=1)
+                grad_filters.index_add_(0, channel, torch.bmm(cols, phases))
+        if grad_x is not None:
+            grad_x = grad_x.view(n, c, h, w)
+        return grad_x, grad_filters
+
+
+def _chunks(planes: int, plane_numel: int) -> list[tuple[int, int]]:
+    step = max(1, _CHUNK_NUMEL // plane_numel)
+    return [(s, min(s + step, planes)) for s in range(0, planes, step)]

@@ -1,0 +1,173 @@
+"""corr2d / trans_conv / conv_matrix: the seed chapter's numbers and PyTorch's conv ops."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from segnet.layers.transposed import conv_matrix, corr2d, trans_conv
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tensors here are tiny: extra threads only add synchronisation, which is slow on a busy CPU.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+X2 = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
+K2 = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
+
+
+def test_seed_trans_conv_no_padding():
+    expected = torch.tensor([[0.0, 0.0, 1.0], [0.0, 4.0, 6.0], [4.0, 12.0, 9.0]])
+    assert torch.equal(trans_conv(X2, K2), expected)
+    tconv = nn.ConvTranspose2d(1, 1, kernel_size=2, bias=False)
+    tconv.weight.data = K2.reshape(1, 1, 2, 2)
+    assert torch.equal(tconv(X2.reshape(1, 1, 2, 2)).detach()[0, 0], expected)
+
+
+def test_seed_trans_conv_padding_removes_output_border():
+    assert torch.equal(trans_conv(X2, K2, padding=1), torch.tensor([[4.0]]))
+    tconv = nn.ConvTranspose2d(1, 1, kernel_size=2, padding=1, bias=False)
+    tconv.weight.data = K2.reshape(1, 1, 2, 2)
+    assert torch.equal(tconv(X2.reshape(1, 1, 2, 2)).detach()[0, 0], torch.tensor([[4.0]]))
+
+
+def test_seed_trans_conv_stride_spaces_the_output():
+    expected = torch.tensor(
+        [[0.0, 0.0, 0.0, 1.0], [0.0, 0.0, 2.0, 3.0], [0.0, 2.0, 0.0, 3.0], [4.0, 6.0, 6.0, 9.0]]
+    )
+    assert torch.equal(trans_conv(X2, K2, stride=2), expected)
+    tconv = nn.ConvTranspose2d(1, 1, kernel_size=2, stride=2, bias=False)
+    tconv.weight.data = K2.reshape(1, 1, 2, 2)
+    assert torch.equal(tconv(X2.reshape(1, 1, 2, 2)).detach()[0, 0], expected)
+
+
+def test_seed_matrix_transposition_example():
+    X = torch.arange(9.0).reshape(3, 3)
+    K = torch.tensor([[0, 1], [2, 3]])  # integer kernel, as in the seed
+    Y = corr2d(X, K)
+    assert torch.equal(Y, torch.tensor([[19.0, 25.0], [37.0, 43.0]]))
+    W = conv_matrix(K, (3, 3))
+    expected_W = torch.tensor(
+        [
+            [0.0, 1.0, 0.0, 2.0, 3.0, 0.0, 0.0, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 0.0, 2.0, 3.0, 0.0, 0.0, 0.0],
+            [0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 2.0, 3.0, 0.0],
+            [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 2.0, 3.0],
+        ]
+    )
+    assert torch.equal(W, expected_W)
+    assert torch.equal(torch.mv(W, X.reshape(-1)).reshape(2, 2), Y)
+    Z = trans_conv(X2, K)
+    assert torch.equal(torch.mv(W.T, X2.reshape(-1)).reshape(3, 3), Z)
+
+
+@pytest.mark.parametrize("input_shape", [(1, 1), (3, 5), (6, 4)])
+@pytest.mark.parametrize("kernel_shape", [(1, 1), (2, 3), (3, 2)])
+def test_conv_matrix_any_shape(input_shape, kernel_shape):
+    if kernel_shape[0] > input_shape[0] or kernel_shape[1] > input_shape[1]:
+        with pytest.raises(ValueError, match="larger than input"):
+            conv_matrix(torch.ones(kernel_shape), input_shape)
+        return
+    torch.manual_seed(0)
+    X = torch.randn(input_shape, dtype=torch.float64)
+    K = torch.randn(kernel_shape, dtype=torch.float64)
+    W = conv_matrix(K, input_shape)
+    oh, ow = input_shape[0] - kernel_shape[0] + 1, input_shape[1] - kernel_shape[1] + 1
+    assert W.shape == (oh * ow, input_shape[0] * input_shape[1])
+    torch.testing.assert_close(W @ X.flatten(), corr2d(X, K).flatten())
+    Y = torch.randn(oh, ow, dtype=torch.float64)
+    torch.testing.assert_close(W.T @ Y.flatten(), trans_conv(Y, K).flatten())
+    # Adjointness: <W x, y> == <x, W^T y>, i.e. <corr2d(X), Y> == <X, trans_conv(Y)>.
+    torch.testing.assert_close((corr2d(X, K) * Y).sum(), (X * trans_conv(Y, K)).sum())
+
+
+@pytest.mark.parametrize(
+    ("size", "kernel"),
+    list(itertools.product([(1, 1), (2, 3), (4, 4)], [(1, 1), (2, 3), (3, 3)])),
+)
+def test_trans_conv_matches_conv_transpose2d(size, kernel):
+    torch.manual_seed(0)
+    X, K = torch.randn(size, dtype=torch.float64), torch.randn(kernel, dtype=torch.float64)
+    for stride, padding in itertools.product([1, 2, 3], [0, 1]):
+        full = (stride * (size[0] - 1) + kernel[0], stride * (size[1] - 1) + kernel[1])
+        if 2 * padding >= min(full):
+            with pytest.raises(ValueError, match="removes the whole"):
+                trans_conv(X, K, stride=stride, padding=padding)
+            continue
+        ours = trans_conv(X, K, stride=stride, padding=padding)
+        ref = F.conv_transpose2d(X[None, None], K[None, None], stride=stride, padding=padding)
+        torch.testing.assert_close(ours, ref[0, 0])
+
+
+def test_trans_conv_rectangular_stride_and_padding():
+    torch.manual_seed(0)
+    X, K = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 2, dtype=torch.float64)
+    ours = trans_conv(X, K, stride=(2, 3), padding=(1, 0))
+    ref = F.conv_transpose2d(X[None, None], K[None, None], stride=(2, 3), padding=(1, 0))
+    assert ours.shape == (2 * 2 + 3 - 2, 3 * 3 + 2)
+    torch.testing.assert_close(ours, ref[0, 0])
+
+
+@pytest.mark.parametrize(("size", "kernel"), [((5, 5), (1, 1)), ((4, 6), (2, 3)), ((7, 3), (3, 3))])
+def test_corr2d_matches_conv2d(size, kernel):
+    torch.manual_seed(0)
+    X, K = torch.randn(size, dtype=torch.float64), torch.randn(kernel, dtype=torch.float64)
+    torch.testing.assert_close(corr2d(X, K), F.conv2d(X[None, None], K[None, None])[0, 0])
+
+
+def test_seed_conv_and_transposed_conv_invert_shapes():
+    torch.manual_seed(0)
+    X = torch.rand(1, 10, 16, 16)
+    conv = nn.Conv2d(10, 20, kernel_size=5, padding=2, stride=3)
+    tconv = nn.ConvTranspose2d(20, 10, kernel_size=5, padding=2, stride=3)
+    Y = conv(X)
+    assert Y.shape == (1, 20, 6, 6)
+    assert tconv(Y).shape == X.shape
+
+
+@pytest.mark.parametrize("i", range(5, 12))
+@pytest.mark.parametrize(("k", "s", "p"), [(5, 3, 2), (4, 2, 1), (3, 1, 1), (2, 2, 0)])
+def test_output_size_formula_and_shape_inverse(i, k, s, p):
+    """o = s(i - 1) + k - 2p + output_padding; output_padding restores the conv's input size."""
+    x = torch.zeros(1, 1, i, i)
+    w = torch.zeros(1, 1, k, k)
+    for output_padding in range(s):
+        o = F.conv_transpose2d(x, w, stride=s, padding=p, output_padding=output_padding).shape[-1]
+        assert o == s * (i - 1) + k - 2 * p + output_padding
+    side = s * (i - 1) + k - 2 * p
+    assert trans_conv(x[0, 0], w[0, 0], stride=s, padding=p).shape == (side, side)
+    # A conv maps sizes i, i+1, ..., i+s-1 to the same size; output_padding picks one back.
+    y = F.conv2d(x, w, stride=s, padding=p)
+    output_padding = (i + 2 * p - k) % s
+    back = F.conv_transpose2d(y, w, stride=s, padding=p, output_padding=output_padding)
+    assert back.shape == x.shape
+
+
+def test_argument_validation():
+    with pytest.raises(ValueError, match="non-empty 2-D"):
+        corr2d(torch.ones(1, 3, 3), torch.ones(2, 2))
+    with pytest.raises(ValueError, match="non-empty 2-D"):
+        trans_conv(torch.ones(2, 2), torch.ones(0, 2))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        corr2d([[1.0, 2.0]], torch.ones(1, 1))
+    with pytest.raises(ValueError, match="larger than input"):
+        corr2d(torch.ones(2, 2), torch.ones(3, 1))
+    with pytest.raises(ValueError, match="stride must be >= 1"):
+        trans_conv(X2, K2, stride=0)
+    with pytest.raises(ValueError, match="padding must be >= 0"):
+        trans_conv(X2, K2, padding=-1)
+    with pytest.raises(TypeError, match="stride must be an int or a pair"):
+        trans_conv(X2, K2, stride=1.5)
+    with pytest.raises(TypeError, match="padding must be an int or a pair"):
+        trans_conv(X2, K2, padding=(1, 1, 1))
+    with pytest.raises(ValueError, match="input_shape must be >= 1"):
+        conv_matrix(K2, (0, 3))
