@@ -64,7 +64,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         # The switch wins over the configured bar (Lightning refuses the pair).
         callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
     trainer: pl.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=callbacks, logger=_instantiate_all(cfg.logger)
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=_instantiate_all(cfg.logger),
+        sync_batchnorm=_sync_batchnorm(cfg.trainer),
     )
     try:
         trainer.fit(system, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
@@ -78,6 +81,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         _echo_stopped(trainer, f"{type(err).__name__}: {err}")
         raise
     return _report(trainer)
+
+
+def _sync_batchnorm(trainer_cfg: DictConfig) -> bool:
+    """trainer.sync_batchnorm, except on CPU, where torch's SyncBatchNorm cannot run: DDP on
+    CPU processes (gloo) then keeps per-process batch statistics."""
+    wanted = bool(trainer_cfg.get("sync_batchnorm", False))
+    accelerator = trainer_cfg.get("accelerator", "auto")
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if wanted and not on_gpu:
+        _echo("note: trainer.sync_batchnorm needs GPUs (torch's SyncBatchNorm); off on CPU")
+    return wanted and on_gpu
 
 
 def _instantiate_all(group: DictConfig | None) -> list[Any]:
