@@ -32,15 +32,16 @@ def checkpoint(tiny_voc_root, tmp_path_factory) -> Path:
     torch.manual_seed(0)
     data = VOCDataModule(str(tiny_voc_root), crop_size=[64, 64], batch_size=2, num_workers=0)
     trainer = pl.Trainer(
-        max_steps=2,
-        limit_val_batches=1,
+        max_steps=1,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
         accelerator="cpu",
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    trainer.fit(SegmentationSystem(backbone="resnet18", variant="fcn8s", lr=0.01), data)
+    trainer.fit(SegmentationSystem(backbone="resnet18", variant="fcn8s", lr=1e-3), data)
     path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
     trainer.save_checkpoint(path)
     return path
@@ -150,11 +151,11 @@ def test_tta_and_sliding_windows_are_recorded_and_cover_every_pixel(
     single_run, checkpoint, tiny_voc_root, tmp_path
 ):
     overrides = [f"ckpt_path={checkpoint}", *data_args(tiny_voc_root), f"output_dir={tmp_path}"]
-    overrides += ["tta.flip=true", "tta.scales=[0.75,1.0]", "window=64", "overlap=0.25"]
+    overrides += ["tta.flip=true", "tta.scales=[0.5,1.0]", "window=128", "overlap=0.25"]
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         metrics = evaluate(compose("eval", overrides))
-    assert metrics["settings"]["tta"] == {"flip": True, "scales": [0.75, 1.0]}
-    assert metrics["settings"]["window"] == 64
+    assert metrics["settings"]["tta"] == {"flip": True, "scales": [0.5, 1.0]}
+    assert metrics["settings"]["window"] == 128
     labelled = np.array(single_run["metrics"]["confusion_matrix"]).sum()
     assert np.array(metrics["confusion_matrix"]).sum() == labelled  # same pixels, other votes
     assert 0 <= metrics["miou"] <= 1

@@ -27,15 +27,16 @@ def checkpoint(tiny_voc_root, tmp_path_factory) -> Path:
     torch.manual_seed(0)
     data = VOCDataModule(str(tiny_voc_root), crop_size=[64, 64], batch_size=2, num_workers=0)
     trainer = pl.Trainer(
-        max_steps=2,
-        limit_val_batches=1,
+        max_steps=1,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
         accelerator="cpu",
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    trainer.fit(SegmentationSystem(backbone="resnet18", variant="fcn8s", lr=0.01), data)
+    trainer.fit(SegmentationSystem(backbone="resnet18", variant="fcn8s", lr=1e-3), data)
     path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
     trainer.save_checkpoint(path)
     return path

@@ -6,12 +6,15 @@ is compared with the bare model's forward throughput on the same images already 
 normalised in memory, in the same batches. Target: end to end >= 80% of bare forward, i.e.
 I/O hidden behind compute.
 
-Memory: peak resident set size (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) of a fresh
-Python process that segments ONE image with the ``infer`` task (no worker processes, one
-writer thread, so all memory is in that process): a 6000x4000 photo (sliding windows, as
-``max_pixels`` sends it there) against a 500x375 one (whole image). Both processes carry the
-same fixed cost (interpreter, torch, model weights); that cost is reported too, from a process
-that only loads the model. Target: the large image's peak <= 2x the small one's.
+Memory: peak resident set size of a fresh Python process that segments ONE image with the
+``infer`` task (no worker processes, one writer thread, so all memory is in that process): a
+6000x4000 photo (sliding windows, as ``max_pixels`` sends it there) against a 500x375 one
+(whole image). The child reports its own high-water mark, ``VmHWM`` of /proc/self/status on
+Linux. Not ``getrusage(RUSAGE_SELF).ru_maxrss``: Linux carries the forking parent's RSS through
+exec into the child's ru_maxrss, so a child of this (large) benchmark process would report the
+parent's size; ``resource.getrusage`` is the fallback where /proc is missing. Both processes
+carry the same fixed cost (interpreter, torch, model weights); it is reported too, from a
+process that only loads the model. Target: the large image's peak <= 2x the small one's.
 """
 
 from __future__ import annotations
@@ -104,7 +107,12 @@ else:
         cfg = compose("infer", overrides=[f"ckpt_path={ckpt}", f"input={image}",
             f"output_dir={out}", "num_workers=0", "writer_threads=1", "overwrite=true"])
     assert infer(cfg).written == 1
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+status = Path("/proc/self/status")
+if status.is_file():  # kilobytes, this process's own peak
+    lines = status.read_text().splitlines()
+    print(next(line.split()[1] for line in lines if line.startswith("VmHWM")))
+else:
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
@@ -114,7 +122,7 @@ def peak_rss_mb(ckpt: Path, image: Path | None, out: Path) -> float:
     done = subprocess.run(
         [sys.executable, "-c", _PEAK_RSS, *args], capture_output=True, text=True, check=True
     )
-    return int(done.stdout.split()[-1]) / 1024  # Linux reports kilobytes
+    return int(done.stdout.split()[-1]) / 1024  # kilobytes -> MB
 
 
 def run(quick: bool) -> list[Result]:
