@@ -2,7 +2,7 @@
 
     python scripts/evaluate.py ckpt_path=.../checkpoints/best.ckpt data=demo data.root=data/demo
 
-Exit status 2, with one line on stderr, for a bad checkpoint or bad data.
+Exit status 2, with one line on stderr, for a bad checkpoint, bad data or bad settings.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from segnet.checkpoint import CheckpointError
-from segnet.data.images import DataError
 from segnet.tasks.evaluate import evaluate
 
 
@@ -21,7 +19,7 @@ from segnet.tasks.evaluate import evaluate
 def main(cfg: DictConfig) -> None:
     try:
         evaluate(cfg)
-    except (CheckpointError, DataError) as err:
+    except ValueError as err:  # CheckpointError, DataError, bad settings
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
 

@@ -3,7 +3,7 @@
     python scripts/infer.py ckpt_path=.../checkpoints/best.ckpt input=photos/ output_dir=pred/
 
 Exit status: 0 if every image was written (or already there), 1 if any file was skipped,
-2 for a bad checkpoint or an input that matches nothing.
+2 for a bad checkpoint, bad settings or an input that matches nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from segnet.checkpoint import CheckpointError
 from segnet.tasks.infer import infer
 
 
@@ -21,7 +20,7 @@ from segnet.tasks.infer import infer
 def main(cfg: DictConfig) -> None:
     try:
         summary = infer(cfg)
-    except (CheckpointError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError) as err:  # CheckpointError, DataError, bad settings
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     print(

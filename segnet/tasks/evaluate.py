@@ -30,9 +30,9 @@ from tqdm import tqdm
 from segnet.checkpoint import load_model
 from segnet.data.transforms import pad_collate
 from segnet.data.voc import IGNORE_INDEX
-from segnet.inference import Predictor, image_size, size_batches
+from segnet.inference import image_size, size_batches
 from segnet.metrics import confusion_scores
-from segnet.tasks.infer import select_device
+from segnet.tasks.infer import configured_predictor, select_device
 from segnet.visualize import plot_confusion_matrix
 
 
@@ -77,16 +77,7 @@ def evaluate(cfg: DictConfig) -> dict:
     # Under torch.distributed its sampler is the datamodule's unpadded one: this rank's share.
     reference = datamodule.eval_dataloader(cfg.split)
     dataset, indices = reference.dataset, list(reference.sampler)
-    predictor = Predictor(
-        model,
-        flip=cfg.tta.flip,
-        scales=list(cfg.tta.scales),
-        window=cfg.window,
-        overlap=cfg.overlap,
-        blend=cfg.blend,
-        max_pixels=cfg.max_pixels,
-        batch_size=cfg.batch_size,
-    )
+    predictor = configured_predictor(model, cfg)
     sizes = [image_size(dataset.images[i]) for i in indices]
     limit = cfg.max_pixels if predictor.window is not None else None
     batches = [[indices[j] for j in b] for b in size_batches(sizes, cfg.batch_size, limit)]

@@ -67,6 +67,20 @@ def select_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def configured_predictor(model: torch.nn.Module, cfg: DictConfig) -> Predictor:
+    """The Predictor that the ``tta``/``window``/... keys of an eval or infer config describe."""
+    return Predictor(
+        model,
+        flip=cfg.tta.flip,
+        scales=list(cfg.tta.scales),
+        window=cfg.window,
+        overlap=cfg.overlap,
+        blend=cfg.blend,
+        max_pixels=cfg.max_pixels,
+        batch_size=cfg.batch_size,
+    )
+
+
 def find_inputs(pattern: str, exclude: Path | None = None) -> list[tuple[Path, Path]]:
     """``(file, path relative to the input root)`` for a file, a folder (recursive) or a glob.
 
@@ -201,16 +215,7 @@ def infer(cfg: DictConfig) -> Summary:
     """Run the configured inference (see configs/infer.yaml); returns what was done."""
     device = select_device(cfg.device)
     model, names = load_model(cfg.ckpt_path, map_location=device)
-    predictor = Predictor(
-        model,
-        flip=cfg.tta.flip,
-        scales=list(cfg.tta.scales),
-        window=cfg.window,
-        overlap=cfg.overlap,
-        blend=cfg.blend,
-        max_pixels=cfg.max_pixels,
-        batch_size=cfg.batch_size,
-    )
+    predictor = configured_predictor(model, cfg)
     output_dir = Path(cfg.output_dir)
     jobs = plan_jobs(find_inputs(str(cfg.input), exclude=output_dir), output_dir, cfg.save_probs)
     summary = Summary()
