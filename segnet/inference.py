@@ -159,7 +159,8 @@ def sliding_window_bands(
 
     ``score`` maps a batch of crops (B, 3, h, w) to scores (B, C, h, w). Yields ``(top, band)``
     with ``band`` (N, C, rows, W) the blended scores of image rows ``top .. top+rows-1``;
-    bands come in order and together cover every row once. Memory: one (N, C, h, W) band.
+    bands come in order and together cover every row once. Memory: one (N, C, h, W)
+    accumulator, which each band is a view of: use (or copy) a band before asking for the next.
     """
     num, _, height, width = images.shape
     win_h, win_w = min(window[0], height), min(window[1], width)
@@ -184,13 +185,15 @@ def sliding_window_bands(
             for (n, left), s in zip(chunk, scores, strict=True):
                 acc[n, :, :, left : left + win_w] += s * weight
         acc_weight += row_weight
-        # Rows above the next window row receive nothing more: hand them out, shift the rest up.
+        # Rows above the next window row receive nothing more: hand them out (normalised in
+        # place, no copy), then shift the rest up in slices that never overlap themselves.
         done = tops[i + 1] - top if i + 1 < len(tops) else win_h
-        yield top, acc[:, :, :done] / acc_weight[:done]
-        if done < win_h:
-            for buffer in (acc, acc_weight):
-                buffer[..., : win_h - done, :] = buffer[..., done:, :].clone()
-                buffer[..., win_h - done :, :] = 0
+        yield top, acc[:, :, :done].div_(acc_weight[:done])
+        for buffer in (acc, acc_weight):
+            for row in range(0, win_h - done, done):
+                rows = min(done, win_h - done - row)
+                buffer[..., row : row + rows, :] = buffer[..., row + done : row + done + rows, :]
+            buffer[..., win_h - done :, :] = 0
 
 
 class Predictor:
@@ -260,7 +263,8 @@ class Predictor:
     def probability_bands(self, images: Tensor) -> Iterator[tuple[int, Tensor]]:
         """``(top, probs (N, C, rows, W))`` bands covering ``images`` (N, 3, H, W) top to bottom.
 
-        One band (the whole image) without sliding windows; bounded memory with them.
+        One band (the whole image) without sliding windows; bounded memory with them (each
+        band is then valid only until the next one is requested).
         """
         height, width = images.shape[-2:]
         if not self.uses_windows(height, width):
@@ -272,7 +276,12 @@ class Predictor:
 
     def probabilities(self, images: Tensor) -> Tensor:
         """Class probabilities (N, C, H, W) of ``images`` (N, 3, H, W)."""
-        return torch.cat([band for _, band in self.probability_bands(images)], dim=2)
+        probs = None
+        for top, band in self.probability_bands(images):
+            if probs is None:
+                probs = band.new_empty(*band.shape[:2], *images.shape[-2:])
+            probs[:, :, top : top + band.shape[2]] = band
+        return probs
 
     def predict(self, images: Tensor) -> Tensor:
         """Class map int64 (N, H, W) of ``images`` (N, 3, H, W), on the model's device."""

@@ -80,16 +80,14 @@ def overlay(
     margin = line // 2
     text_width = max(int(font.getlength(label)) for label in labels) if labels else 0
     panel_width = 3 * margin + box + text_width
-    canvas = np.full(
-        (max(height, 2 * margin + line * len(labels)), width + panel_width, 3), 255, np.uint8
-    )
+    canvas_height = max(height, 2 * margin + line * len(labels))
+    result = Image.new("RGB", (width + panel_width, canvas_height), "white")
     for top in range(0, height, _BAND_ROWS):
         rows = slice(top, min(top + _BAND_ROWS, height))
         blend = pixels[rows].astype(np.float32) * (1 - alpha)
         blend += _PALETTE[class_map[rows]].astype(np.float32) * alpha
-        canvas[rows, :width] = np.rint(blend).astype(np.uint8)
+        result.paste(Image.fromarray(np.rint(blend).astype(np.uint8)), (0, top))
 
-    result = Image.fromarray(canvas)
     draw = ImageDraw.Draw(result)
     for row, (index, label) in enumerate(zip(present, labels, strict=True)):
         x, y = width + margin, margin + row * line

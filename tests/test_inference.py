@@ -78,11 +78,12 @@ def test_sliding_window_of_a_pointwise_model_equals_whole_image(blend, window, o
     images = torch.randn(2, 3, 37, 29)
     with torch.no_grad():
         whole = model(images).softmax(1)
-        bands = list(
-            sliding_window_bands(
+        bands = [
+            (top, band.clone())  # a band is a view, valid until the next one is made
+            for top, band in sliding_window_bands(
                 lambda x: model(x).softmax(1), images, window, overlap, blend, batch_size=3
             )
-        )
+        ]
     tops = [top for top, _ in bands]
     heights = [band.shape[2] for _, band in bands]
     assert tops == [sum(heights[:i]) for i in range(len(bands))] and sum(heights) == 37
