@@ -25,7 +25,7 @@ from torch.autograd.function import once_differentiable
 # Output elements per chunk of the CPU path: 4 MiB of float32 stays in cache between the
 # matrix product and the copy into the output, and keeps the number of chunks (each a few
 # parallel regions) small.
-_CHUNK_NUMEL = 1 << 20
+_CHUNK_NUMEL = 1 << 22
 
 
 def bilinear_kernel(kernel_size: int) -> Tensor:
@@ -127,9 +127,11 @@ def _phase_filters(weight: Tensor, factor: int) -> Tensor:
 class _PolyphaseUpsample(torch.autograd.Function):
     """Depthwise stride-f transposed convolution from polyphase filters, on CPU.
 
-    x (N, C, H, W), filters (C, 9, f*f) -> (N, C, H*f, W*f). Chunks of (n, c) planes: unfold
-    the 3x3 neighbourhoods (b, 9, H*W), multiply by the filters into (b, H*W, f*f) and copy
-    that, phase by phase, into the output viewed as (b, H, f, W, f).
+    x (N, C, H, W), filters (C, 9, f*f) -> (N, C, H*f, W*f). The 3x3 neighbourhoods of all
+    planes are unfolded once, (N*C, 9, H*W); then, a few channels of one image at a time, they
+    are multiplied by the filters into a reused buffer (b, H*W, f*f) that is copied, phase by
+    phase, into the output viewed as (b, H, f, W, f). Buffers are allocated once per call:
+    fresh megabyte-sized allocations in the loop would each pay page faults.
     """
 
     @staticmethod
@@ -137,12 +139,14 @@ class _PolyphaseUpsample(torch.autograd.Function):
         n, c, h, w = x.shape
         f = math.isqrt(filters.shape[-1])
         ctx.save_for_backward(x, filters)
-        planes = x.reshape(n * c, 1, h, w)
+        cols = _neighbourhoods(x.reshape(n * c, h, w))
         out = x.new_empty(n * c, h, f, w, f)
-        for s, e in _chunks(n * c, h * w * f * f):
-            cols = F.unfold(planes[s:e], 3, padding=1)  # (b, 9, h*w)
-            phases = torch.bmm(cols.transpose(1, 2), filters[torch.arange(s, e) % c])
-            out[s:e].copy_(phases.view(e - s, h, w, f, f).transpose(2, 3))
+        chunks = _chunks(n, c, h * w * f * f)
+        phases = x.new_empty(chunks[0][1] - chunks[0][0], h * w, f * f)
+        for s, e, c0 in chunks:
+            buf = phases[: e - s]
+            torch.bmm(cols[s:e], filters[c0 : c0 + e - s], out=buf)
+            out[s:e].copy_(buf.view(e - s, h, w, f, f).transpose(2, 3))
         return out.view(n, c, h * f, w * f)
 
     @staticmethod
@@ -152,24 +156,47 @@ class _PolyphaseUpsample(torch.autograd.Function):
         n, c, h, w = x.shape
         f = math.isqrt(filters.shape[-1])
         need_x, need_filters = ctx.needs_input_grad
-        planes = x.reshape(n * c, 1, h, w)
         grad_planes = grad_out.reshape(n * c, h, f, w, f)
-        grad_x = torch.empty_like(planes) if need_x else None
+        cols = _neighbourhoods(x.reshape(n * c, h, w)).transpose(1, 2) if need_filters else None
+        grad_cols = x.new_empty(n * c, h * w, 9) if need_x else None
         grad_filters = torch.zeros_like(filters) if need_filters else None
-        for s, e in _chunks(n * c, h * w * f * f):
-            channel = torch.arange(s, e) % c
-            phases = grad_planes[s:e].transpose(2, 3).reshape(e - s, h * w, f * f)
-            if grad_x is not None:
-                grad_cols = torch.bmm(phases, filters[channel].transpose(1, 2))  # (b, h*w, 9)
-                grad_x[s:e] = F.fold(grad_cols.transpose(1, 2), (h, w), 3, padding=1)
+        chunks = _chunks(n, c, h * w * f * f)
+        phases = x.new_empty(chunks[0][1] - chunks[0][0], h * w, f * f)
+        for s, e, c0 in chunks:
+            buf = phases[: e - s]
+            buf.view(e - s, h, w, f, f).copy_(grad_planes[s:e].permute(0, 1, 3, 2, 4))
+            if grad_cols is not None:
+                torch.bmm(buf, filters[c0 : c0 + e - s].transpose(1, 2), out=grad_cols[s:e])
             if grad_filters is not None:
-                cols = F.unfold(planes[s:e], 3, padding=1)
-                grad_filters.index_add_(0, channel, torch.bmm(cols, phases))
-        if grad_x is not None:
-            grad_x = grad_x.view(n, c, h, w)
+                grad_filters[c0 : c0 + e - s].baddbmm_(cols[s:e], buf)
+        grad_x = None
+        if grad_cols is not None:
+            # Each input pixel sent its value to 9 neighbourhoods; gather their gradients back.
+            padded = x.new_zeros(n * c, h + 2, w + 2)
+            grad_cols = grad_cols.view(n * c, h, w, 3, 3)
+            for i in range(3):
+                for j in range(3):
+                    padded[:, i : i + h, j : j + w] += grad_cols[..., i, j]
+            grad_x = padded[:, 1 : h + 1, 1 : w + 1].reshape(n, c, h, w)
         return grad_x, grad_filters
 
 
-def _chunks(planes: int, plane_numel: int) -> list[tuple[int, int]]:
-    step = max(1, _CHUNK_NUMEL // plane_numel)
-    return [(s, min(s + step, planes)) for s in range(0, planes, step)]
+def _neighbourhoods(planes: Tensor) -> Tensor:
+    """(P, H, W) -> (P, H*W, 9): the zero-padded 3x3 neighbourhood of every pixel, row-major.
+
+    One strided copy; ``F.unfold`` does the same but is far slower on many one-channel planes.
+    """
+    p, h, w = planes.shape
+    windows = F.pad(planes, (1, 1, 1, 1)).unfold(1, 3, 1).unfold(2, 3, 1)  # (P, H, W, 3, 3) view
+    return windows.reshape(p, h * w, 9)
+
+
+def _chunks(images: int, channels: int, plane_numel: int) -> list[tuple[int, int, int]]:
+    """(start, end, first channel) of runs of at most ``_CHUNK_NUMEL`` output elements, each
+    within one image so that its filters are a contiguous slice."""
+    step = max(1, min(channels, _CHUNK_NUMEL // plane_numel))
+    return [
+        (i * channels + c0, i * channels + min(c0 + step, channels), c0)
+        for i in range(images)
+        for c0 in range(0, channels, step)
+    ]
