@@ -6,11 +6,13 @@ that layer for an integer factor ``f``: kernel ``2f - f % 2``, stride ``f``, pad
 ``ceil((f - 1) / 2)``, one filter per channel (depthwise), no bias.
 
 On CPU the forward and backward passes use a polyphase decomposition rather than PyTorch's
-depthwise ``conv_transpose2d``, whose weight gradient is slow there. Output pixel
-``(h*f + ry, w*f + rx)`` only ever sees the 3x3 input neighbourhood of ``(h, w)``, so the layer
-is one small matrix product per channel, ``(H*W, 9) @ (9, f*f)``, written straight into the
-output in cache-sized chunks: one output-sized allocation in the forward pass, none in the
-backward. The result is the same transposed convolution, to float rounding.
+depthwise ``conv_transpose2d``, whose weight gradient is slow there (see
+``segnet/benchmarks/layers.py``). Output pixel ``(h*f + ry, w*f + rx)`` only ever sees the 3x3
+input neighbourhood of ``(h, w)``, so the layer is one small matrix product per channel,
+``(H*W, 9) @ (9, f*f)``, copied phase by phase into the output: one output-sized allocation in
+the forward pass, none in the backward. It is the same transposed convolution, to float
+rounding; on other devices, and under tracing or ``torch.compile``, the layer calls
+``conv_transpose2d`` itself.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-# Output elements per chunk of the CPU path: 4 MiB of float32 stays in cache between the
-# matrix product and the copy into the output, and keeps the number of chunks (each a few
-# parallel regions) small.
+# Output elements per chunk of the CPU path (16 MiB of float32, about one image of 21 classes
+# at 320x480): the chunk buffer stays small next to the output, and there are few chunks, each
+# a few parallel regions, which are what cost most when other processes share the CPU.
 _CHUNK_NUMEL = 1 << 22
 
 
@@ -120,7 +122,7 @@ def _phase_filters(weight: Tensor, factor: int) -> Tensor:
     before, after = f - p, 2 * f + p - k
     taps = F.pad(weight[:, 0], (before, after, before, after)).view(channels, 3, f, 3, f)
     # (C, 1-di, ry, 1-dj, rx) -> (C, (di, dj), (ry, rx)) with di, dj running -1, 0, 1, the
-    # order of F.unfold's 3x3 neighbourhood.
+    # order of _neighbourhoods.
     return taps.flip(1, 3).permute(0, 1, 3, 2, 4).reshape(channels, 9, f * f)
 
 
@@ -128,7 +130,7 @@ class _PolyphaseUpsample(torch.autograd.Function):
     """Depthwise stride-f transposed convolution from polyphase filters, on CPU.
 
     x (N, C, H, W), filters (C, 9, f*f) -> (N, C, H*f, W*f). The 3x3 neighbourhoods of all
-    planes are unfolded once, (N*C, 9, H*W); then, a few channels of one image at a time, they
+    planes are gathered once, (N*C, H*W, 9); then, up to one image's channels at a time, they
     are multiplied by the filters into a reused buffer (b, H*W, f*f) that is copied, phase by
     phase, into the output viewed as (b, H, f, W, f). Buffers are allocated once per call:
     fresh megabyte-sized allocations in the loop would each pay page faults.
@@ -184,7 +186,8 @@ class _PolyphaseUpsample(torch.autograd.Function):
 def _neighbourhoods(planes: Tensor) -> Tensor:
     """(P, H, W) -> (P, H*W, 9): the zero-padded 3x3 neighbourhood of every pixel, row-major.
 
-    One strided copy; ``F.unfold`` does the same but is far slower on many one-channel planes.
+    One strided copy. ``F.unfold`` computes the same, but with two threads on a busy CPU it
+    measured orders of magnitude slower on many one-channel planes.
     """
     p, h, w = planes.shape
     windows = F.pad(planes, (1, 1, 1, 1)).unfold(1, 3, 1).unfold(2, 3, 1)  # (P, H, W, 3, 3) view
