@@ -183,7 +183,7 @@ def sliding_window_bands(
             if acc is None:
                 acc = scores.new_zeros(num, scores.shape[1], win_h, width)
             for (n, left), s in zip(chunk, scores, strict=True):
-                acc[n, :, :, left : left + win_w] += s * weight
+                acc[n, :, :, left : left + win_w].addcmul_(s, weight)
         acc_weight += row_weight
         # Rows above the next window row receive nothing more: hand them out (normalised in
         # place, no copy), then shift the rest up in slices that never overlap themselves.
