@@ -122,6 +122,21 @@ def test_many_chunks_and_strided_tensors(monkeypatch):
     torch.testing.assert_close(gw, rw)
 
 
+def test_bf16_autocast_runs_in_float32_and_backpropagates():
+    """bf16-mixed training: autocast does not reach backward, so the layer computes in float32."""
+    torch.manual_seed(0)
+    layer = BilinearUpsample(3, 4)
+    x = torch.randn(2, 3, 5, 6, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(x.bfloat16())
+    assert out.dtype == torch.float32
+    out.square().sum().backward()
+    ref = layer(x.bfloat16().float())
+    torch.testing.assert_close(out, ref)
+    assert x.grad is not None and x.grad.dtype == torch.float32
+    assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
+
+
 def test_other_devices_use_plain_transposed_conv():
     """Off the CPU the layer is PyTorch's depthwise conv_transpose2d (checked on "meta")."""
     layer = BilinearUpsample(3, 4).to("meta")

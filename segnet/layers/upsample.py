@@ -137,6 +137,9 @@ class _PolyphaseUpsample(torch.autograd.Function):
     """
 
     @staticmethod
+    # Under CPU autocast (bf16-mixed) the products run in float32: autocast does not reach the
+    # backward pass, which would otherwise meet bf16 activations and float32 filters.
+    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
     def forward(ctx, x: Tensor, filters: Tensor) -> Tensor:
         n, c, h, w = x.shape
         f = math.isqrt(filters.shape[-1])
@@ -153,6 +156,7 @@ class _PolyphaseUpsample(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
+    @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None]:
         x, filters = ctx.saved_tensors
         n, c, h, w = x.shape
