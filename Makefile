@@ -15,8 +15,23 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# The main job: train on the generated demo dataset (CPU, from scratch), evaluate the best
+# checkpoint on the demo val split, then infer on a few val images.
+DEMO_DIR := outputs/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
+DEMO_IMAGES := $${SEGNET_DATA:-data}/demo/VOCdevkit/VOC2012/JPEGImages/demo_val_0000*.jpg
+
 demo: $(STAMP)
-	$(PY) scripts/demo.py
+	$(PY) scripts/train.py experiment=demo hydra.run.dir=$(DEMO_DIR)/train
+	$(PY) scripts/evaluate.py data=demo ckpt_path=$(DEMO_DIR)/train/checkpoints/best.ckpt \
+		hydra.run.dir=$(DEMO_DIR)/eval
+	$(PY) scripts/infer.py ckpt_path=$(DEMO_DIR)/train/checkpoints/best.ckpt \
+		"input=$(DEMO_IMAGES)" output_dir=$(DEMO_DIR)/infer
+	@echo
+	@echo "Demo finished. Look at:"
+	@echo "  report            $(DEMO_DIR)/eval/report.md (metrics.json beside it)"
+	@echo "  confusion matrix  $(DEMO_DIR)/eval/confusion_matrix.png"
+	@echo "  overlays          $(DEMO_DIR)/infer/overlays/"
+	@echo "  training logs     tensorboard --logdir $(DEMO_DIR)/train"
 
 test: $(STAMP)
 	$(PY) -m pytest -q
