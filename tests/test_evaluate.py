@@ -48,7 +48,9 @@ def checkpoint(tiny_voc_root, tmp_path_factory) -> Path:
 
 
 def data_args(root) -> list[str]:
-    return ["data=voc", f"data.root={root}", "++data.num_workers=0", "split=val"]
+    # batch_size=1 as in the infer run it is compared with: batched convolutions may round
+    # differently, and the comparison is exact.
+    return ["data=voc", f"data.root={root}", "++data.num_workers=0", "split=val", "batch_size=1"]
 
 
 def run_script(script: str, *args: str, launcher: tuple[str, ...] = ()):
@@ -151,11 +153,12 @@ def test_tta_and_sliding_windows_are_recorded_and_cover_every_pixel(
     single_run, checkpoint, tiny_voc_root, tmp_path
 ):
     overrides = [f"ckpt_path={checkpoint}", *data_args(tiny_voc_root), f"output_dir={tmp_path}"]
-    overrides += ["tta.flip=true", "tta.scales=[0.5,1.0]", "window=128", "overlap=0.25"]
+    # Cheap settings (TTA and windows multiply the forward passes): half-scale windows.
+    overrides += ["tta.flip=true", "tta.scales=[0.5]", "window=160", "overlap=0.1"]
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         metrics = evaluate(compose("eval", overrides))
-    assert metrics["settings"]["tta"] == {"flip": True, "scales": [0.5, 1.0]}
-    assert metrics["settings"]["window"] == 128
+    assert metrics["settings"]["tta"] == {"flip": True, "scales": [0.5]}
+    assert metrics["settings"]["window"] == 160
     labelled = np.array(single_run["metrics"]["confusion_matrix"]).sum()
     assert np.array(metrics["confusion_matrix"]).sum() == labelled  # same pixels, other votes
     assert 0 <= metrics["miou"] <= 1
