@@ -1,10 +1,21 @@
-"""Shared fixtures: a small generated dataset in Pascal VOC's layout."""
+"""Shared test settings and fixtures: one thread per process, a small VOC-layout dataset."""
 
 from __future__ import annotations
 
-import pytest
+import os
 
-from segnet.data.demo import generate_demo_dataset
+# The tests' tensors are tiny and several processes (pytest, the entry points it starts, their
+# DataLoader workers) share two cores: with more than one intra-op thread each, OpenMP threads
+# spin against each other (one overfitting test measured 106 s with 2 threads, 9 s with 1).
+# Set before torch is imported so subprocesses inherit it too.
+os.environ["OMP_NUM_THREADS"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from segnet.data.demo import generate_demo_dataset  # noqa: E402
+
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
