@@ -9,36 +9,36 @@ is high-contrast), and so does the background.
 =============  ===========================  ==============================================
 class          silhouette                   texture (period in px, orientation in image)
 =============  ===========================  ==============================================
-aeroplane      fuselage, wings and tail     horizontal stripes, 8
-bicycle        two rings joined by a bar    vertical stripes, 8
-bird           long triangle                diagonal stripes at 45 deg, 9
-boat           crescent                     diagonal stripes at 135 deg, 9
-bottle         body with a neck             checkerboard, 12
-bus            rectangle with 3 windows     diamond checkerboard (45 deg), 12
-car            body with a cabin            filled dots on a grid, 10
-cat            five-pointed star            thin concentric rings about the centre, 9
-chair          L shape                      soft ramps with a hard edge, along x, 10
+aeroplane      fuselage, wings and tail     horizontal stripes, 10
+bicycle        two rings joined by a bar    vertical stripes, 10
+bird           long triangle                diagonal stripes at 45 deg, 10
+boat           crescent                     diagonal stripes at 135 deg, 10
+bottle         body with a neck             checkerboard, 14
+bus            rectangle with 3 windows     basket weave: 16 px cells of 3 stripes
+car            body with a cabin            filled dots on a grid, 12
+cat            five-pointed star            thin concentric rings about the centre, 10
+chair          L shape                      soft ramps with a hard edge, along x, 12
 cow            ellipse                      grain: random 3 px blocks
-diningtable    T shape                      thin axis-aligned grid lines, 10
-dog            hexagon                      thin diagonal cross-hatch, 10
-horse          arrow                        horizontal zigzag (chevron) stripes, 8
-motorbike      ring                         vertical wavy stripes, 8
-person         head over a trapezoid body   bricks, 9 x 18
-pottedplant    dome on a pot                camouflage blobs, about 6
+diningtable    T shape                      axis-aligned grid lines, 12
+dog            hexagon                      vertical bricks, 20 x 10
+horse          arrow                        horizontal zigzag (chevron) stripes, 10
+motorbike      ring                         vertical wavy stripes, 10
+person         head over a trapezoid body   bricks, 10 x 20
+pottedplant    dome on a pot                marble: continuous-tone blobs about 7 px across
 sheep          flower of six discs          hollow rings on a grid, 12
-sofa           U shape                      plus signs on a grid, 12
+sofa           U shape                      filled triangles on a grid, 14
 train          parallelogram                plaid (three tones), 12
-tvmonitor      square frame                 herringbone, 8
+tvmonitor      square frame                 nested squares on a grid, 16
 =============  ===========================  ==============================================
 
 The background is smooth, low-frequency clouds plus a linear gradient, lower in contrast than
 any object texture, so a 16-32 px receptive field is enough to tell every class apart, while
 the silhouettes (shapes rotate freely, texture orientation is fixed up to a few degrees) give
-the boundaries. Objects vary 3x in scale (square root of area 0.3-0.9 of the image's);
-image sides are 96-256 px and never multiples of 32; a 255 ("void") band 4-5 px wide covers
-every label boundary, as in VOC. Every image has its own seed derived from (seed, split,
-index), and the classes of a split are dealt out of shuffled decks of all 20, so class counts
-are balanced and files are byte-identical for a given seed.
+the boundaries. Objects vary 3x in scale (square root of area 0.3-0.9 of the image's, at
+least 32 px); image sides are 96-256 px and never multiples of 32; a 255 ("void") band 4-5 px
+wide covers every label boundary, as in VOC. Every image has its own seed derived from (seed,
+split, index), and the classes of a split are dealt out of shuffled decks of all 20, so class
+counts are balanced and files are byte-identical for a given seed.
 
 Generation writes into ``root/.demo_partial/`` and writes a completion marker last, then renames
 the finished ``VOCdevkit`` into place, so an interrupted run never looks complete.
@@ -80,13 +80,13 @@ def _cell(a: Array, period: float) -> Array:
     return (_frac(a / period) - 0.5) * period
 
 
-def _lines(x: Array, y: Array, period: float = 10.0, width: float = 2.5) -> Array:
+def _lines(x: Array, y: Array, period: float = 12.0, width: float = 3.5) -> Array:
     return ((_frac(x / period) * period < width) | (_frac(y / period) * period < width)).astype(
         np.float32
     )
 
 
-def _checker(x: Array, y: Array, cell: float = 6.0) -> Array:
+def _checker(x: Array, y: Array, cell: float = 7.0) -> Array:
     return ((np.floor(x / cell) + np.floor(y / cell)) % 2).astype(np.float32)
 
 
@@ -106,49 +106,57 @@ def _grain(x: Array, y: Array, rng: np.random.Generator) -> Array:
     return np.repeat(np.repeat(blocks, 3, 0), 3, 1)[:h, :w].astype(np.float32)
 
 
-def _camo(x: Array, y: Array, rng: np.random.Generator) -> Array:
-    field = _smooth_noise(rng, x.shape, 6.0)
-    return (field > np.median(field)).astype(np.float32)
+def _marble(x: Array, y: Array, rng: np.random.Generator) -> Array:
+    """Continuous-tone, full-contrast blobs about 7 px across (the background's are 24-64 px)."""
+    return _smooth_noise(rng, x.shape, 7.0)
 
 
 def _bricks(x: Array, y: Array) -> Array:
-    row = np.floor(y / 9)
-    shifted = x + (row % 2) * 9
-    return ((_frac(y / 9) * 9 < 2) | (_frac(shifted / 18) * 18 < 2)).astype(np.float32)
+    row = np.floor(y / 10)
+    shifted = x + (row % 2) * 10
+    return ((_frac(y / 10) * 10 < 3) | (_frac(shifted / 20) * 20 < 3)).astype(np.float32)
 
 
-def _herringbone(x: Array, y: Array) -> Array:
-    sign = 1 - 2 * (np.floor(x / 10) % 2)
-    return _stripes((sign * x + y) * 0.7071, 8)
+def _basket_weave(x: Array, y: Array) -> Array:
+    """16 px cells of three stripes, horizontal and vertical in turn."""
+    across = (np.floor(x / 16) + np.floor(y / 16)) % 2 == 1
+    return _stripes(np.where(across, x, y), 16 / 3)
+
+
+def _triangles(x: Array, y: Array) -> Array:
+    """Filled upward triangles on a 14 px grid."""
+    cx, cy = _cell(x, 14), _cell(y, 14)
+    return ((cy < 4) & (np.abs(cx) < (cy + 5) * 0.6)).astype(np.float32)
+
+
+def _nested_squares(x: Array, y: Array) -> Array:
+    return _stripes(np.maximum(np.abs(_cell(x, 16)), np.abs(_cell(y, 16))), 4)
 
 
 _R45 = 0.7071
 TEXTURES: dict[int, Callable[[Array, Array, np.random.Generator], Array]] = {
-    1: lambda x, y, r: _stripes(y, 8),
-    2: lambda x, y, r: _stripes(x, 8),
-    3: lambda x, y, r: _stripes((x + y) * _R45, 9),
-    4: lambda x, y, r: _stripes((x - y) * _R45, 9),
+    1: lambda x, y, r: _stripes(y, 10),
+    2: lambda x, y, r: _stripes(x, 10),
+    3: lambda x, y, r: _stripes((x + y) * _R45, 10),
+    4: lambda x, y, r: _stripes((x - y) * _R45, 10),
     5: lambda x, y, r: _checker(x, y),
-    6: lambda x, y, r: _checker((x + y) * _R45, (x - y) * _R45),
-    7: lambda x, y, r: (np.hypot(_cell(x, 10), _cell(y, 10)) < 3.2).astype(np.float32),
-    8: lambda x, y, r: _stripes(np.hypot(x, y), 9, 0.35),
-    9: lambda x, y, r: _frac(x / 10).astype(np.float32),
+    6: lambda x, y, r: _basket_weave(x, y),
+    7: lambda x, y, r: (np.hypot(_cell(x, 12), _cell(y, 12)) < 4.0).astype(np.float32),
+    8: lambda x, y, r: _stripes(np.hypot(x, y), 10, 0.35),
+    9: lambda x, y, r: _frac(x / 12).astype(np.float32),
     10: _grain,
     11: lambda x, y, r: _lines(x, y),
-    12: lambda x, y, r: _lines((x + y) * _R45, (x - y) * _R45),
-    13: lambda x, y, r: _stripes(y + 5 * np.abs(2 * _frac(x / 12) - 1), 8),
-    14: lambda x, y, r: _stripes(x + 3 * np.sin(y * (2 * np.pi / 14)), 8),
+    12: lambda x, y, r: _bricks(y, x),
+    13: lambda x, y, r: _stripes(y + 5 * np.abs(2 * _frac(x / 12) - 1), 10),
+    14: lambda x, y, r: _stripes(x + 3 * np.sin(y * (2 * np.pi / 14)), 10),
     15: lambda x, y, r: _bricks(x, y),
-    16: _camo,
+    16: _marble,
     17: lambda x, y, r: (np.abs(np.hypot(_cell(x, 12), _cell(y, 12)) - 3.8) < 1.3).astype(
         np.float32
     ),
-    18: lambda x, y, r: (
-        ((np.abs(_cell(x, 12)) < 1.3) & (np.abs(_cell(y, 12)) < 4))
-        | ((np.abs(_cell(y, 12)) < 1.3) & (np.abs(_cell(x, 12)) < 4))
-    ).astype(np.float32),
+    18: lambda x, y, r: _triangles(x, y),
     19: lambda x, y, r: 0.5 * (_stripes(x, 12) + _stripes(y, 12)),
-    20: lambda x, y, r: _herringbone(x, y),
+    20: lambda x, y, r: _nested_squares(x, y),
 }
 
 
@@ -179,7 +187,7 @@ SHAPES: dict[int, list[tuple[Array, int]]] = {
     2: [(_disc(-0.5, 0, 0.48), 1), (_disc(0.5, 0, 0.48), 1), (_box(-0.5, -0.15, 0.5, 0.15), 1)]
     + [(_disc(-0.5, 0, 0.22), 0), (_disc(0.5, 0, 0.22), 0)],
     3: [(_poly((-1, -0.8), (1, 0), (-1, 0.8)), 1)],
-    4: [(_disc(0, 0, 1), 1), (_disc(0.5, 0, 0.85), 0)],
+    4: [(_disc(0, 0, 1), 1), (_disc(0.6, 0, 0.8), 0)],
     5: [(_box(-1, -0.5, 0.3, 0.5), 1), (_box(0.2, -0.25, 1, 0.25), 1)],
     6: [(_box(-1, -0.6, 1, 0.6), 1)]
     + [(_box(x, -0.4, x + 0.45, 0.0), 0) for x in (-0.8, -0.22, 0.36)],
