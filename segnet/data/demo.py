@@ -11,14 +11,14 @@ class          silhouette                   texture (period in px, orientation i
 =============  ===========================  ==============================================
 aeroplane      fuselage, wings and tail     horizontal stripes, 10
 bicycle        two rings joined by a bar    vertical stripes, 10
-bird           long triangle                diagonal stripes at 45 deg, 10
-boat           crescent                     diagonal stripes at 135 deg, 10
+bird           long triangle                diagonal stripes (45 deg), 10
+boat           crescent                     diamond checkerboard (45 deg), 14
 bottle         body with a neck             checkerboard, 14
 bus            rectangle with 3 windows     basket weave: 16 px cells of 3 stripes
 car            body with a cabin            filled dots on a grid, 12
 cat            five-pointed star            thin concentric rings about the centre, 10
 chair          L shape                      soft ramps with a hard edge, along x, 12
-cow            ellipse                      grain: random 3 px blocks
+cow            ellipse                      grain: random 4 px blocks
 diningtable    T shape                      axis-aligned grid lines, 12
 dog            hexagon                      vertical bricks, 20 x 10
 horse          arrow                        horizontal zigzag (chevron) stripes, 10
@@ -26,19 +26,21 @@ motorbike      ring                         vertical wavy stripes, 10
 person         head over a trapezoid body   bricks, 10 x 20
 pottedplant    dome on a pot                marble: continuous-tone blobs about 7 px across
 sheep          flower of six discs          hollow rings on a grid, 12
-sofa           U shape                      filled triangles on a grid, 14
+sofa           U shape                      thin diagonal cross-hatch, 14
 train          parallelogram                plaid (three tones), 12
-tvmonitor      square frame                 nested squares on a grid, 16
+tvmonitor      square frame                 contour lines of smooth noise
 =============  ===========================  ==============================================
 
 The background is smooth, low-frequency clouds plus a linear gradient, lower in contrast than
 any object texture, so a 16-32 px receptive field is enough to tell every class apart, while
 the silhouettes (shapes rotate freely, texture orientation is fixed up to a few degrees) give
-the boundaries. Objects vary 3x in scale (square root of area 0.3-0.9 of the image's, at
-least 32 px); image sides are 96-256 px and never multiples of 32; a 255 ("void") band 4-5 px
-wide covers every label boundary, as in VOC. Every image has its own seed derived from (seed,
-split, index), and the classes of a split are dealt out of shuffled decks of all 20, so class
-counts are balanced and files are byte-identical for a given seed.
+the boundaries. Training flips images left-right, so every texture is its own mirror image
+(bird's 45 deg stripes mirror to 135 deg, which no other class uses). Objects vary 3x in scale
+(square root of area 0.3-0.9 of the image's, at least 32 px); image sides are 96-256 px and
+never multiples of 32; a 255 ("void") band 4-5 px wide covers every label boundary, as in VOC.
+Every image has its own seed derived from (seed, split, index), and the classes of a split are
+dealt out of shuffled decks of all 20, so class counts are balanced and files are
+byte-identical for a given seed.
 
 Generation writes into ``root/.demo_partial/`` and writes a completion marker last, then renames
 the finished ``VOCdevkit`` into place, so an interrupted run never looks complete.
@@ -102,8 +104,8 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], spacing: flo
 
 def _grain(x: Array, y: Array, rng: np.random.Generator) -> Array:
     h, w = x.shape
-    blocks = rng.random((h // 3 + 1, w // 3 + 1)) < 0.5
-    return np.repeat(np.repeat(blocks, 3, 0), 3, 1)[:h, :w].astype(np.float32)
+    blocks = rng.random((h // 4 + 1, w // 4 + 1)) < 0.5
+    return np.repeat(np.repeat(blocks, 4, 0), 4, 1)[:h, :w].astype(np.float32)
 
 
 def _marble(x: Array, y: Array, rng: np.random.Generator) -> Array:
@@ -123,14 +125,9 @@ def _basket_weave(x: Array, y: Array) -> Array:
     return _stripes(np.where(across, x, y), 16 / 3)
 
 
-def _triangles(x: Array, y: Array) -> Array:
-    """Filled upward triangles on a 14 px grid."""
-    cx, cy = _cell(x, 14), _cell(y, 14)
-    return ((cy < 4) & (np.abs(cx) < (cy + 5) * 0.6)).astype(np.float32)
-
-
-def _nested_squares(x: Array, y: Array) -> Array:
-    return _stripes(np.maximum(np.abs(_cell(x, 16)), np.abs(_cell(y, 16))), 4)
+def _contours(x: Array, y: Array, rng: np.random.Generator) -> Array:
+    """Thin wandering lines: level lines of smooth noise, like a topographic map."""
+    return _stripes(_smooth_noise(rng, x.shape, 12.0) * 4, 1, 0.25)
 
 
 _R45 = 0.7071
@@ -138,7 +135,7 @@ TEXTURES: dict[int, Callable[[Array, Array, np.random.Generator], Array]] = {
     1: lambda x, y, r: _stripes(y, 10),
     2: lambda x, y, r: _stripes(x, 10),
     3: lambda x, y, r: _stripes((x + y) * _R45, 10),
-    4: lambda x, y, r: _stripes((x - y) * _R45, 10),
+    4: lambda x, y, r: _checker((x + y) * _R45, (x - y) * _R45),
     5: lambda x, y, r: _checker(x, y),
     6: lambda x, y, r: _basket_weave(x, y),
     7: lambda x, y, r: (np.hypot(_cell(x, 12), _cell(y, 12)) < 4.0).astype(np.float32),
@@ -154,9 +151,9 @@ TEXTURES: dict[int, Callable[[Array, Array, np.random.Generator], Array]] = {
     17: lambda x, y, r: (np.abs(np.hypot(_cell(x, 12), _cell(y, 12)) - 3.8) < 1.3).astype(
         np.float32
     ),
-    18: lambda x, y, r: _triangles(x, y),
+    18: lambda x, y, r: _lines((x + y) * _R45, (x - y) * _R45, 14, 2.5),
     19: lambda x, y, r: 0.5 * (_stripes(x, 12) + _stripes(y, 12)),
-    20: lambda x, y, r: _nested_squares(x, y),
+    20: _contours,
 }
 
 
