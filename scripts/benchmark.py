@@ -1,8 +1,8 @@
 """Speed and memory benchmarks: prints a markdown table and writes JSON.
 
-    python scripts/benchmark.py                 # every section, a few minutes on CPU
-    python scripts/benchmark.py --quick         # smaller sizes and fewer repeats, under a minute
-    python scripts/benchmark.py --sections layers model --json bench.json
+python scripts/benchmark.py                 # every section, a few minutes on CPU
+python scripts/benchmark.py --quick         # smaller sizes and fewer repeats, under a minute
+python scripts/benchmark.py --sections layers model --json bench.json
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from segnet.benchmarks import SECTIONS, markdown_table, run_sections
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
     parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
     parser.add_argument("--json", default="benchmark.json", help="where to write the results")

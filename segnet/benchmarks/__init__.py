@@ -32,7 +32,9 @@ def run_sections(names: list[str], quick: bool) -> list[Result]:
     results: list[Result] = []
     for name in names:
         if name not in SECTIONS:
-            raise ValueError(f"unknown benchmark section {name!r}; choose from {', '.join(SECTIONS)}")
+            raise ValueError(
+                f"unknown benchmark section {name!r}; choose from {', '.join(SECTIONS)}"
+            )
         try:
             module = importlib.import_module(f"segnet.benchmarks.{name}")
         except ModuleNotFoundError as err:
@@ -51,7 +53,6 @@ def markdown_table(results: list[Result]) -> str:
     ]
     for r in results:
         met = "" if r.met is None else ("yes" if r.met else "**no**")
-        lines.append(
-            f"| {r.section} | {r.case} | {r.metric} | {r.value:.4g} | {r.unit} | {r.target} | {met} |"
-        )
+        cells = (r.section, r.case, r.metric, f"{r.value:.4g}", r.unit, r.target, met)
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
