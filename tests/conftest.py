@@ -1,8 +1,9 @@
-"""Shared test settings and fixtures: one thread per process, a small VOC-layout dataset."""
+"""Shared test settings and fixtures: one thread per process, tiny VOC-layout data, a checkpoint."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 # The tests' tensors are tiny and several processes (pytest, the entry points it starts, their
 # DataLoader workers) share two cores: with more than one intra-op thread each, OpenMP threads
@@ -11,9 +12,12 @@ import os
 os.environ["OMP_NUM_THREADS"] = "1"
 
 import pytest  # noqa: E402
+import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 
+from segnet.data.datamodule import VOCDataModule  # noqa: E402
 from segnet.data.demo import generate_demo_dataset  # noqa: E402
+from segnet.system import SegmentationSystem  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -24,3 +28,24 @@ def tiny_voc_root(tmp_path_factory: pytest.TempPathFactory) -> str:
     root = tmp_path_factory.mktemp("tiny_voc")
     generate_demo_dataset(root, num_train=16, num_val=8, seed=0)
     return str(root)
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tiny_voc_root, tmp_path_factory) -> Path:
+    """A real Lightning checkpoint of an FCN-8s trained for a few steps on the tiny dataset."""
+    torch.manual_seed(0)
+    data = VOCDataModule(str(tiny_voc_root), crop_size=[64, 64], batch_size=2, num_workers=0)
+    trainer = pl.Trainer(
+        max_steps=1,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(SegmentationSystem(backbone="resnet18", variant="fcn8s", lr=1e-3), data)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
+    trainer.save_checkpoint(path)
+    return path

@@ -8,38 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import pytorch_lightning as pl
-import torch
 from hydra import compose, initialize_config_dir
 from PIL import Image, ImageOps
 
-from segnet.data.datamodule import VOCDataModule
 from segnet.data.voc import voc_palette
-from segnet.system import SegmentationSystem
 from segnet.tasks.infer import _atomic, find_inputs, infer, plan_jobs
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tiny_voc_root, tmp_path_factory) -> Path:
-    """A real Lightning checkpoint of an FCN-8s trained for a few steps on the tiny dataset."""
-    torch.manual_seed(0)
-    data = VOCDataModule(str(tiny_voc_root), crop_size=[64, 64], batch_size=2, num_workers=0)
-    trainer = pl.Trainer(
-        max_steps=1,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(SegmentationSystem(backbone="resnet18", variant="fcn8s", lr=1e-3), data)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
-    trainer.save_checkpoint(path)
-    return path
 
 
 def run_infer(*overrides: str) -> subprocess.CompletedProcess:
