@@ -7,7 +7,9 @@ here and reported, never asserted in the test suite.
 from __future__ import annotations
 
 import importlib
+import resource
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 SECTIONS = ("layers", "model", "data", "training", "inference")
 
@@ -26,6 +28,21 @@ class Result:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def peak_rss_kb() -> int:
+    """This process's own peak resident set size in kB: ``VmHWM`` of /proc/self/status.
+
+    Not ``getrusage(RUSAGE_SELF).ru_maxrss`` where /proc exists: Linux carries a forking parent's
+    RSS through exec into the child's ru_maxrss, so a benchmark's child would report its parent's
+    size.
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def run_sections(names: list[str], quick: bool) -> list[Result]:

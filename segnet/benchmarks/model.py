@@ -11,20 +11,18 @@ pays for one-off kernel selection and allocations), all models in one process wi
 thread count. The timed passes are interleaved round-robin across models, so a burst of load
 from elsewhere on a shared machine hits every model alike and the speed-ups stay fair.
 
-Peak memory: each case runs in its own fresh Python process (``python -m
-segnet.benchmarks.model CASE THREADS``) that builds the model and runs one forward pass; the
-figure is ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` after that pass minus its value right
-after the imports. That is the real peak resident memory the model costs on top of the
+Peak memory: each case runs in its own fresh Python process (``python -m segnet.benchmarks.model
+CASE THREADS``) that builds the model and runs one forward pass; the figure is the process's
+peak RSS (``VmHWM``, see :func:`segnet.benchmarks.peak_rss_kb`) after that pass minus its value
+right after the imports. That is the real peak resident memory the model costs on top of the
 interpreter and torch: weights, activations, allocator and library workspaces. (On CPU torch
-allocates from the system heap, so ``tracemalloc`` sees none of it, and the torch.cuda
-counters do not apply.) Transients of building the model count too, so it is an upper bound
-on what inference alone needs. The same pass counts FLOPs (``torch.utils.flop_counter``),
-which, unlike the latencies, do not depend on the machine or its load.
-"""
+allocates from the system heap, so ``tracemalloc`` sees none of it, and the torch.cuda counters
+do not apply.) Transients of building the model count too, so it is an upper bound on what
+inference alone needs. The same pass counts FLOPs (``torch.utils.flop_counter``), which, unlike
+the latencies, do not depend on the machine or its load."""
 
 from __future__ import annotations
 
-import resource
 import statistics
 import subprocess
 import sys
@@ -34,7 +32,7 @@ import torch
 import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
-from segnet.benchmarks import Result
+from segnet.benchmarks import Result, peak_rss_kb
 from segnet.models import FCN
 
 SECTION = "model"
@@ -83,13 +81,13 @@ def latencies_ms(models: dict[str, torch.nn.Module], warmup: int, repeats: int) 
 
 
 def peak_rss_and_flops(case: str) -> tuple[float, float]:
-    """In a fresh process: (MB of ru_maxrss after building ``case`` and one forward, minus that
+    """In a fresh process: (MB of peak RSS after building ``case`` and one forward, minus that
     after the imports; GFLOP of that forward)."""
-    imported_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    imported_kb = peak_rss_kb()
     model = build(case)
     with torch.inference_mode(), FlopCounterMode(display=False) as flops:
         model(torch.randn(1, 3, *SIZE))
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - imported_kb  # kB on Linux
+    peak_kb = peak_rss_kb() - imported_kb
     return peak_kb / 1024, flops.get_total_flops() / 1e9
 
 
