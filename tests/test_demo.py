@@ -154,8 +154,13 @@ def test_interrupted_generation_is_not_taken_for_complete(
     assert sorted(p.name for p in (tmp_path / "cut").iterdir()) == ["VOCdevkit"]
     assert _files(tmp_path / "cut") == _files(tmp_path / "fresh")
 
-    (_voc(tmp_path / "cut") / "ImageSets" / "Segmentation" / "val.txt").unlink()
-    assert not demo_dataset_ready(tmp_path / "cut")
+    marker = _voc(tmp_path / "cut") / MARKER
+    marker.write_text(
+        marker.read_text().replace(f'"version": {demo.FORMAT_VERSION}', '"version": 0')
+    )
+    assert not demo_dataset_ready(tmp_path / "cut")  # made by an older generator
+    (_voc(tmp_path / "fresh") / "ImageSets" / "Segmentation" / "val.txt").unlink()
+    assert not demo_dataset_ready(tmp_path / "fresh")
 
 
 def test_regeneration_replaces_a_demo_but_never_a_foreign_vocdevkit(tmp_path: Path) -> None:

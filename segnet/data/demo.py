@@ -60,7 +60,9 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from segnet.data.voc import IGNORE_INDEX, VOC_CLASSES, voc_palette
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Stamped into the completion marker: bump it whenever the drawing changes, so that trees made
+by an older generator are regenerated instead of reused."""
 MARKER = "demo_complete.json"
 _PARTIAL = ".demo_partial"
 _SPLIT_CODES = {"train": 0, "val": 1}
