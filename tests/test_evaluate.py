@@ -4,7 +4,6 @@ checkpoint loading (every way a checkpoint can be bad)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,13 +29,11 @@ def data_args(root) -> list[str]:
 
 
 def run_script(script: str, *args: str, launcher: tuple[str, ...] = ()):
-    env = os.environ | {"OMP_NUM_THREADS": "1"} if launcher else None
     return subprocess.run(
         [sys.executable, *launcher, str(REPO / "scripts" / script), *args, *QUIET],
         capture_output=True,
         text=True,
         cwd=REPO,
-        env=env,
     )
 
 

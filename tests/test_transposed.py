@@ -11,16 +11,6 @@ from torch import nn
 
 from segnet.layers.transposed import conv_matrix, corr2d, trans_conv
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tensors here are tiny: extra threads only add synchronisation, which is slow on a busy CPU.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 X2 = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
 K2 = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
 

@@ -15,15 +15,6 @@ from segnet.layers.upsample import BilinearUpsample, bilinear_kernel
 FACTORS = [2, 3, 4, 8, 16, 32]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tensors here are tiny: extra threads only add synchronisation, which is slow on a busy CPU.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def reference(x: torch.Tensor, weight: torch.Tensor, factor: int) -> torch.Tensor:
     """PyTorch's own depthwise transposed convolution with the layer's geometry."""
     padding = math.ceil((factor - 1) / 2)
