@@ -2,35 +2,13 @@
 
     python scripts/infer.py ckpt_path=.../checkpoints/best.ckpt input=photos/ output_dir=pred/
 
-Exit status: 0 if every image was written (or already there), 1 if any file was skipped,
-2 for a bad checkpoint, bad settings or an input that matches nothing.
+Exit status: 0 every image written (or already there), 1 some skipped (each named), 2 nothing
+done (bad setting, checkpoint, output folder or an input that matches nothing), 130 Ctrl-C,
+143 SIGTERM; the table is in segnet/tasks/cli.py.
 """
 
-from __future__ import annotations
-
-import sys
-
-import hydra
-from omegaconf import DictConfig
-
-from segnet.tasks.infer import infer
-
-
-@hydra.main(version_base="1.3", config_path="../configs", config_name="infer")
-def main(cfg: DictConfig) -> None:
-    try:
-        summary = infer(cfg)
-    except (ValueError, FileNotFoundError) as err:  # CheckpointError, DataError, bad settings
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    print(
-        f"written {summary.written}, skipped {len(summary.skipped)}, "
-        f"existing {summary.existing} -> {cfg.output_dir}"
-    )
-    for source, reason in summary.skipped:
-        print(f"  skipped {source}: {reason}", file=sys.stderr)
-    sys.exit(1 if summary.skipped else 0)
-
+from segnet.tasks.cli import run
+from segnet.tasks.infer import infer_command
 
 if __name__ == "__main__":
-    main()
+    run(infer_command, "infer")

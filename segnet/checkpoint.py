@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from segnet.data.voc import VOC_CLASSES
+from segnet.device import resolve_device
 from segnet.models import FCN
 
 MODEL_KEYS = ("num_classes", "backbone", "variant", "trainable_upsample")
@@ -27,7 +28,7 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file and what is wrong."""
 
 
-def _read(path: Path, map_location: str | torch.device) -> dict:
+def _read(path: Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     if path.stat().st_size == 0:
@@ -46,7 +47,9 @@ def _read(path: Path, map_location: str | torch.device) -> dict:
     if damaged is not None:
         raise CheckpointError(f"checkpoint {path} is corrupt (bad CRC in {damaged})")
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        # Read onto the CPU whatever the target device: a GPU checkpoint then loads on a
+        # CPU-only machine, and a missing device is reported as such, not as a corrupt file.
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         # torch's message is a long how-to-bypass text; one line of it names the culprit.
         lines = [line.strip() for line in str(err).splitlines()]
@@ -65,18 +68,19 @@ def _read(path: Path, map_location: str | torch.device) -> dict:
     return checkpoint
 
 
-def load_model(
-    ckpt_path: str | Path, map_location: str | torch.device = "cpu"
-) -> tuple[FCN, list[str]]:
-    """Load ``ckpt_path`` (a SegmentationSystem .ckpt) as ``(FCN in eval mode, class_names)``.
+def load_model(ckpt_path: str | Path, device: str | torch.device = "cpu") -> tuple[FCN, list[str]]:
+    """Load ``ckpt_path`` (a SegmentationSystem .ckpt) as ``(FCN in eval mode on device,
+    class_names)``; ``device`` is checked first (``"auto"``: the GPU if there is one).
 
     Raises:
+        ValueError: ``device`` is not a device of this machine.
         CheckpointError: missing file; not a zip archive or corrupt; objects beyond tensors and
             plain values; not a segnet checkpoint (no ``hyper_parameters`` with
             :data:`MODEL_KEYS`, or no ``model.`` weights); weights of another architecture.
     """
+    target = resolve_device(device)
     path = Path(ckpt_path)
-    checkpoint = _read(path, map_location)
+    checkpoint = _read(path)
     hparams = checkpoint.get("hyper_parameters")
     state = checkpoint.get("state_dict")
     missing = [k for k in MODEL_KEYS if not isinstance(hparams, dict) or k not in hparams]
@@ -116,4 +120,4 @@ def load_model(
         raise CheckpointError(
             f"checkpoint {path}: {len(names)} class_names for {model.num_classes} classes"
         )
-    return model.eval(), [str(n) for n in names]
+    return model.to(target).eval(), [str(n) for n in names]

@@ -30,9 +30,10 @@ from tqdm import tqdm
 from segnet.checkpoint import load_model
 from segnet.data.transforms import pad_collate
 from segnet.data.voc import IGNORE_INDEX
+from segnet.device import resolve_device
 from segnet.inference import image_size, size_batches
 from segnet.metrics import confusion_scores
-from segnet.tasks.infer import configured_predictor, select_device
+from segnet.tasks.infer import configured_predictor
 from segnet.visualize import plot_confusion_matrix
 
 
@@ -53,7 +54,7 @@ def _start_distributed() -> tuple[int, int]:
 
 
 def _device(name: str, world: int) -> torch.device:
-    device = select_device(name)
+    device = resolve_device(name)
     if world > 1 and device.type == "cuda" and device.index is None:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return device
@@ -63,7 +64,7 @@ def evaluate(cfg: DictConfig) -> dict:
     """Run the configured evaluation (see configs/eval.yaml); returns the metrics dict."""
     rank, world = _start_distributed()
     device = _device(cfg.device, world)
-    model, class_names = load_model(cfg.ckpt_path, map_location=device)
+    model, class_names = load_model(cfg.ckpt_path, device)
     datamodule = hydra.utils.instantiate(cfg.data)
     if datamodule.num_classes != model.num_classes:
         raise ValueError(
@@ -203,3 +204,9 @@ def _report(cfg: DictConfig, confmat: Tensor, class_names: list[str], num_images
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
+
+
+def evaluate_command(cfg: DictConfig) -> int:
+    """``scripts/evaluate.py``: evaluate and report (metrics printed and written)."""
+    evaluate(cfg)
+    return 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
 import uuid
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,7 +34,9 @@ from tqdm import tqdm
 
 from segnet.checkpoint import load_model
 from segnet.data.images import DataError, read_image
+from segnet.device import resolve_device
 from segnet.inference import Predictor, image_size, size_batches
+from segnet.tasks.cli import EXIT_OK, EXIT_PARTIAL
 from segnet.visualize import colorize, overlay
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
@@ -58,13 +61,6 @@ class Summary:
     written: int = 0
     existing: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
-
-
-def select_device(name: str) -> torch.device:
-    """``"auto"``: the GPU if there is one, else the CPU; otherwise a torch device string."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def configured_predictor(model: torch.nn.Module, cfg: DictConfig) -> Predictor:
@@ -213,8 +209,8 @@ def _predict(predictor: Predictor, images: torch.Tensor, probs_path: Path | None
 
 def infer(cfg: DictConfig) -> Summary:
     """Run the configured inference (see configs/infer.yaml); returns what was done."""
-    device = select_device(cfg.device)
-    model, names = load_model(cfg.ckpt_path, map_location=device)
+    device = resolve_device(cfg.device)
+    model, names = load_model(cfg.ckpt_path, device)
     predictor = configured_predictor(model, cfg)
     output_dir = Path(cfg.output_dir)
     jobs = plan_jobs(find_inputs(str(cfg.input), exclude=output_dir), output_dir, cfg.save_probs)
@@ -270,3 +266,15 @@ def infer(cfg: DictConfig) -> Summary:
         settle(0)
     bar.close()
     return summary
+
+
+def infer_command(cfg: DictConfig) -> int:
+    """``scripts/infer.py``: infer, print the summary and every skipped file; 1 if any."""
+    summary = infer(cfg)
+    print(
+        f"written {summary.written}, skipped {len(summary.skipped)}, "
+        f"existing {summary.existing} -> {cfg.output_dir}"
+    )
+    for source, reason in summary.skipped:
+        print(f"  skipped {source}: {reason}", file=sys.stderr)
+    return EXIT_PARTIAL if summary.skipped else EXIT_OK

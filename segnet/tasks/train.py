@@ -164,3 +164,9 @@ def _echo_stopped(trainer: pl.Trainer, reason: str) -> None:
 def _echo(text: str) -> None:
     """Print once, from global rank 0 (DDP ranks all run this code)."""
     print(text, flush=True)
+
+
+def train_command(cfg: DictConfig) -> int:
+    """``scripts/train.py``: train and report the best checkpoint."""
+    train(cfg)
+    return 0
