@@ -1,0 +1,124 @@
+"""The command-line contract of every script: exit statuses and one-line errors (segnet/tasks/cli.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+import hydra
+import pytest
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader, Dataset
+
+from segnet.data.images import DataError
+from segnet.tasks import cli
+
+CFG = OmegaConf.create({})
+
+
+class _BrokenDataset(Dataset):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int):
+        raise DataError(f"/data/img_{index}.jpg: cannot decode image (broken data stream)")
+
+
+def test_one_line_unwraps_a_dataloader_worker_error():
+    loader = DataLoader(_BrokenDataset(), num_workers=1)
+    with pytest.raises(DataError) as caught:
+        next(iter(loader))
+    assert "DataLoader worker" in str(caught.value)  # what torch hands over
+    assert cli.one_line(caught.value) == (
+        "/data/img_0.jpg: cannot decode image (broken data stream)"
+    )
+
+
+def test_one_line_keeps_a_multi_line_original_message():
+    wrapped = (
+        "Caught DataError in DataLoader worker process 0.\n"
+        "Original Traceback (most recent call last):\n"
+        '  File "x.py", line 1, in f\n'
+        "    raise DataError(msg)\n"
+        "segnet.data.images.DataError: 2 files listed in val.txt are missing:\n"
+        "  a.jpg\n"
+        "  b.jpg\n"
+    )
+    assert cli.unwrap_worker_message(wrapped) == (
+        "2 files listed in val.txt are missing:\n  a.jpg\n  b.jpg"
+    )
+    assert cli.unwrap_worker_message("plain message") == "plain message"
+
+
+def test_one_line_gives_the_cause_of_a_hydra_instantiation_error():
+    node = OmegaConf.create({"model": {"_target_": "segnet.device.resolve_device", "name": "gpu"}})
+    with pytest.raises(hydra.errors.InstantiationException) as caught:
+        hydra.utils.instantiate(node.model)
+    message = cli.one_line(caught.value)
+    assert message.startswith("model: device='gpu' is not a device")  # config key first
+    assert "Error in call to target" not in message
+
+
+@pytest.mark.parametrize(
+    ("raised", "status", "stderr_start"),
+    [
+        (DataError("/d/a.png: mask is a colour image"), cli.EXIT_USAGE, "error: /d/a.png: mask"),
+        (FileNotFoundError(2, "No such file", "/x"), cli.EXIT_USAGE, "error: [Errno 2]"),
+        (KeyboardInterrupt(), cli.EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
+        (cli.Terminated(), cli.EXIT_TERMINATED, "stopped (SIGTERM)"),
+        (RuntimeError("boom"), cli.EXIT_BUG, "Traceback"),
+    ],
+)
+def test_guarded_maps_each_ending_to_its_status(raised, status, stderr_start, capsys):
+    def task(cfg):
+        raise raised
+
+    assert cli.guarded(task, CFG) == status
+    err = capsys.readouterr().err
+    assert err.startswith(stderr_start)
+    if status == cli.EXIT_USAGE:
+        assert len(err.strip().splitlines()) == 1
+    if status == cli.EXIT_BUG:
+        assert "RuntimeError: boom" in err and "internal error" in err
+
+
+def test_guarded_passes_the_tasks_status_through():
+    assert cli.guarded(lambda cfg: None, CFG) == cli.EXIT_OK
+    assert cli.guarded(lambda cfg: cli.EXIT_PARTIAL, CFG) == cli.EXIT_PARTIAL
+
+
+def test_guarded_turns_sigterm_into_terminated_and_restores_the_handler():
+    before = signal.getsignal(signal.SIGTERM)
+
+    def task(cfg):
+        os.kill(os.getpid(), signal.SIGTERM)
+        signal.pause()  # not reached: the handler raises first
+
+    assert cli.guarded(task, CFG) == cli.EXIT_TERMINATED
+    assert signal.getsignal(signal.SIGTERM) is before
+    seen = []
+    assert cli.guarded(lambda cfg: seen.append(signal.getsignal(signal.SIGTERM)), CFG, False) == 0
+    assert seen == [before]  # handle_sigterm=False leaves SIGTERM alone (train: Lightning's)
+
+
+def _run(monkeypatch, task, *argv: str) -> int:
+    monkeypatch.setattr(sys, "argv", ["check_data.py", *argv])
+    with pytest.raises(SystemExit) as stop:
+        cli.run(task, "check_data")
+        raise SystemExit(0)
+    return stop.value.code
+
+
+def test_run_exits_2_for_a_command_line_hydra_cannot_parse(monkeypatch, capsys):
+    ran = []
+    assert _run(monkeypatch, ran.append, "root") == cli.EXIT_USAGE  # "root" lacks "=value"
+    assert _run(monkeypatch, ran.append, "no_such_key=1") == cli.EXIT_USAGE
+    assert ran == []
+    assert "Error parsing override" in capsys.readouterr().err
+
+
+def test_run_exits_with_the_tasks_status(monkeypatch, tmp_path):
+    assert _run(monkeypatch, lambda cfg: cli.EXIT_PARTIAL, f"root={tmp_path}") == 1
+    assert _run(monkeypatch, lambda cfg: None, f"root={tmp_path}") == 0
+    assert _run(monkeypatch, lambda cfg: 1 / 0, f"root={tmp_path}") == cli.EXIT_BUG
