@@ -12,6 +12,7 @@ from scipy.io import savemat
 
 from segnet.data.images import (
     DataError,
+    frame_count,
     read_image,
     read_mask,
     read_sbd_mask,
@@ -129,6 +130,70 @@ def test_bad_image_files_raise_data_error_naming_the_file(tmp_path, content, rea
     with pytest.raises(DataError, match=reason) as info:
         read_image(path)
     assert str(path) in str(info.value)
+
+
+def _textured_jpeg(mode: str = "RGB") -> bytes:
+    """A 200x150 noisy JPEG: enough scan data that damage in its middle leaves markers intact."""
+    noise = np.random.default_rng(0).integers(0, 256, (150, 200, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).convert(mode).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _overwrite_middle(data: bytes) -> bytes:
+    """200 bytes of FF 00 FF 00 ... in the scan data: valid byte stuffing, garbage bits."""
+    damaged = bytearray(data)
+    middle = len(data) // 2
+    damaged[middle : middle + 200] = b"\xff\x00" * 100
+    return bytes(damaged)
+
+
+@pytest.mark.parametrize(
+    ("damage", "complaint"),
+    [
+        (_overwrite_middle, "Corrupt JPEG data: .* extraneous bytes before marker 0xd9"),
+        # A cut download that still ends in an end-of-image marker.
+        (lambda data: data[: len(data) * 2 // 3] + b"\xff\xd9", "premature end of data segment"),
+    ],
+    ids=["overwritten-scan-data", "truncated-then-end-marker"],
+)
+@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
+def test_jpeg_damage_pillow_decodes_silently_is_an_error(tmp_path, damage, complaint, mode):
+    path = tmp_path / "damaged.jpg"
+    path.write_bytes(damage(_textured_jpeg(mode)))
+    with Image.open(path) as img:  # the premise: Pillow gives pixels and no error
+        img.load()
+        assert img.size == (200, 150)
+    with pytest.raises(DataError, match=complaint) as info:
+        read_image(path)
+    assert str(info.value).startswith(f"{path}: cannot decode image (corrupt or truncated JPEG")
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
+def test_intact_jpeg_pixels_are_pillows(tmp_path, mode):
+    path = tmp_path / "ok.jpg"
+    path.write_bytes(_textured_jpeg(mode))
+    with Image.open(path) as img:
+        expected = np.asarray(img.convert("RGB"))
+    np.testing.assert_array_equal(np.asarray(read_image(path)), expected)
+
+
+def test_frame_count_tells_that_only_the_first_frame_is_read(tmp_path):
+    colours = [(200, 0, 0), (0, 200, 0), (0, 0, 200)]
+    frames = [Image.new("RGB", (W, H), c) for c in colours]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    frames[0].save(tmp_path / "a.tif", save_all=True, append_images=frames[1:2])
+    frames[0].save(tmp_path / "one.png")
+    assert frame_count(tmp_path / "a.gif") == 3
+    assert frame_count(tmp_path / "a.tif") == 2
+    assert frame_count(tmp_path / "one.png") == 1
+    for name in ("a.gif", "a.tif"):
+        assert read_image(tmp_path / name).getpixel((3, 4)) == (200, 0, 0)
+    with pytest.raises(DataError, match="does not exist"):
+        frame_count(tmp_path / "nope.gif")
+    (tmp_path / "text.gif").write_bytes(b"not an image")
+    with pytest.raises(DataError, match=f"{tmp_path}/text.gif: cannot read image"):
+        frame_count(tmp_path / "text.gif")
 
 
 def test_missing_file_raises_data_error(tmp_path):
