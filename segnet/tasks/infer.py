@@ -35,7 +35,7 @@ from tqdm import tqdm
 from segnet.checkpoint import load_model
 from segnet.data.images import DataError, read_image
 from segnet.device import resolve_device
-from segnet.inference import Predictor, image_size, size_batches
+from segnet.inference import Predictor, class_map, image_size, size_batches
 from segnet.tasks.cli import EXIT_OK, EXIT_PARTIAL
 from segnet.visualize import colorize, overlay
 
@@ -184,16 +184,17 @@ def _write(job: Job, pixels: np.ndarray, labels: np.ndarray, probs, names, alpha
     _atomic(job.mask, lambda tmp: mask.save(tmp, format="PNG", compress_level=1))
 
 
-def _predict(predictor: Predictor, images: torch.Tensor, probs_path: Path | None):
+def _predict(predictor: Predictor, images: torch.Tensor, probs_path: Path | None, progress=None):
     """Class maps uint8 (N, H, W) of uint8 ``images`` (N, 3, H, W), and with ``probs_path``
     their float16 probabilities (N, C, H, W). A windowed image (N = 1) streams its
-    probabilities into a memory-mapped temporary file next to ``probs_path``."""
+    probabilities into a memory-mapped temporary file next to ``probs_path``. ``progress``:
+    see :meth:`Predictor.probability_bands`."""
     num, _, height, width = images.shape
     labels = np.empty((num, height, width), dtype=np.uint8)
     probs = None
-    for top, band in predictor.probability_bands(images):
+    for top, band in predictor.probability_bands(images, progress):
         rows = slice(top, top + band.shape[2])
-        labels[:, rows] = band.argmax(1).to(torch.uint8).cpu().numpy()
+        labels[:, rows] = class_map(band).to(torch.uint8).cpu().numpy()
         if probs_path is None:
             continue
         if probs is None:
@@ -231,6 +232,10 @@ def infer(cfg: DictConfig) -> Summary:
     pending: deque[tuple[Job, Future]] = deque()
     bar = tqdm(total=len(jobs), unit="img", desc="infer", dynamic_ncols=True)
 
+    def windows(done: int, total: int) -> None:
+        # A huge image takes minutes: show how far into it the model is, cleared when done.
+        bar.set_postfix_str(f"windows {done}/{total}" if done < total else "")
+
     def settle(limit: int) -> None:
         while len(pending) > limit:
             job, future = pending.popleft()
@@ -256,7 +261,7 @@ def infer(cfg: DictConfig) -> Summary:
                 images = (
                     torch.stack([im for _, im in group]) if len(group) > 1 else group[0][1][None]
                 )
-                labels, probs = _predict(predictor, images, batch_jobs[0].probs)
+                labels, probs = _predict(predictor, images, batch_jobs[0].probs, windows)
                 for n, job in enumerate(batch_jobs):
                     pixels = images[n].permute(1, 2, 0).numpy()
                     args = (job, pixels, labels[n], probs[n], names, cfg.alpha)
