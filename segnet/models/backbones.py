@@ -217,8 +217,10 @@ def _download(name: str, spec: _Spec) -> dict[str, Tensor]:
             f"  1. connect to the internet and run again (it downloads {weights.url} once);\n"
             f"  2. copy the file {filename} into {cache_dir}/ (the torch hub cache; TORCH_HOME "
             f"moves it);\n"
-            f"  3. pass weights_path=/local/{filename} (a local copy of that file);\n"
-            f"  4. set pretrained=false to train the backbone from scratch."
+            f"  3. pass model.weights_path=/local/{filename} (FCN's weights_path argument), "
+            "a local copy of that file;\n"
+            "  4. set model.pretrained=false (FCN's pretrained=False) to train the backbone "
+            "from scratch."
         ) from err
 
 

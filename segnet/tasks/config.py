@@ -1,17 +1,24 @@
 """Checks on a composed training config, run before anything is built or trained.
 
 Each bad value gives one line naming its config key, the value and what to do; all lines are
-raised together as one :class:`ConfigError` so a user fixes everything in one go.
+raised together as one :class:`ConfigError` so a user fixes everything in one go. Values that
+name files are checked on disk: the dataset root, the checkpoint to resume from (read with
+``weights_only=True`` and compared with the model the config builds) and the run folder, which
+must not hold another run (it would be overwritten) unless ``overwrite=true``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig
+from pytorch_lightning.utilities import rank_zero_only
 
-from segnet.data.voc import DataError, require_voc_dir
+from segnet.checkpoint import MODEL_KEYS, CheckpointError
+from segnet.checkpoint import _read as read_checkpoint
+from segnet.data.voc import VOC_CLASSES, DataError, require_voc_dir
 from segnet.models import BACKBONES, VARIANTS
 from segnet.system import OPTIMIZERS
 
@@ -23,6 +30,13 @@ PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 VOC_MAX_SIDE = 500
 DEMO_MAX_SIDE = 256
 
+# What Lightning restores on resume besides the weights (absent from weights-only saves).
+RESUME_KEYS = ("optimizer_states", "lr_schedulers", "loops")
+# The run folder's parts written by training (configs/callbacks, configs/logger), and
+# Lightning's SLURM requeue checkpoints, which it resumes from by itself.
+RUN_PARTS = ("checkpoints", "csv", "tensorboard")
+REQUEUE_GLOB = "hpc_ckpt_*.ckpt"
+
 
 class ConfigError(ValueError):
     """An invalid configuration; the message lists every problem by its config key."""
@@ -31,7 +45,7 @@ class ConfigError(ValueError):
 def check_train_config(cfg: DictConfig) -> None:
     """Raise ConfigError listing every bad value of a ``configs/train.yaml`` composition."""
     problems = [
-        *_model_problems(cfg.model),
+        *_model_problems(cfg.model, _data_num_classes(cfg.data)),
         *_optim_problems(cfg.optim),
         *_data_problems(cfg.data),
         *_run_problems(cfg),
@@ -55,11 +69,45 @@ def check_num_classes(model_num_classes: int | None, data_num_classes: int) -> i
     return data_num_classes
 
 
+def previous_run(run_dir: str | Path) -> list[str]:
+    """The checkpoints and metrics an earlier training left in ``run_dir`` (paths relative to
+    it; [] if none). Hydra's ``.hydra/`` does not count (it is written before the task starts),
+    nor do logger files of a run that stopped before logging any metric."""
+    run_dir = Path(run_dir)
+    found = [p for p in sorted((run_dir / "checkpoints").glob("*")) if p.is_file()]
+    found += [p for p in [run_dir / "csv" / "metrics.csv"] if p.is_file()]
+    found += sorted(run_dir.glob(REQUEUE_GLOB))
+    return [str(p.relative_to(run_dir)) for p in found]
+
+
+def run_folder_state(run_dir: str | Path, ckpt_path: str | None, overwrite: bool) -> str:
+    """What training may do with ``run_dir``, given what an earlier run left there:
+
+    - "new": nothing there;
+    - "resume": it continues that run (``ckpt_path`` inside ``run_dir``, or a SLURM requeue
+      checkpoint there, which Lightning resumes from without ``ckpt_path``);
+    - "replace": ``overwrite=true`` over that run (which is not resumed);
+    - "refuse": anything else, including ``overwrite=true`` with a ``ckpt_path`` inside it.
+    """
+    if not previous_run(run_dir):
+        return "new"
+    run_dir = Path(run_dir).resolve()
+    inside = ckpt_path is not None and Path(ckpt_path).resolve().is_relative_to(run_dir)
+    if overwrite:
+        return "refuse" if inside else "replace"
+    return "resume" if inside or any(run_dir.glob(REQUEUE_GLOB)) else "refuse"
+
+
 def _message(problems: Sequence[str]) -> str:
     return "invalid configuration (nothing was run):\n" + "\n".join(f"  - {p}" for p in problems)
 
 
-def _model_problems(model: DictConfig) -> list[str]:
+def _data_num_classes(data: DictConfig) -> int:
+    names = data.get("class_names")
+    return len(VOC_CLASSES) if names is None else len(names)
+
+
+def _model_problems(model: DictConfig, num_classes: int) -> list[str]:
     problems = []
     if model.backbone not in BACKBONES:
         problems.append(
@@ -71,6 +119,17 @@ def _model_problems(model: DictConfig) -> list[str]:
             f"model.variant={model.variant!r} is not an FCN variant; choose one of "
             f"{', '.join(VARIANTS)} (or the model group: model=fcn8s)"
         )
+    weights = model.get("class_weights")
+    if weights is not None and not (
+        _is_sequence(weights)
+        and len(weights) == num_classes
+        and all(_is_number(w) and w >= 0 for w in weights)
+        and any(w > 0 for w in weights)
+    ):
+        problems.append(
+            f"model.class_weights={_plain(weights)} must be {num_classes} numbers >= 0, one per "
+            "class (data.class_names), not all 0; or null for an unweighted loss"
+        )
     return problems
 
 
@@ -80,8 +139,19 @@ def _optim_problems(optim: DictConfig) -> list[str]:
         problems.append(
             f"optim.optimizer={optim.optimizer!r} is unknown; choose one of {', '.join(OPTIMIZERS)}"
         )
-    if not isinstance(optim.lr, int | float) or not optim.lr > 0:
+    if not _is_number(optim.lr) or not optim.lr > 0:
         problems.append(f"optim.lr={optim.lr!r} must be a number > 0")
+    # torch's optimisers refuse negative values, but only once training has started.
+    for key in ("momentum", "weight_decay", "backbone_lr_mult", "poly_power"):
+        value = optim.get(key, 0)
+        if not _is_number(value) or not value >= 0:
+            problems.append(f"optim.{key}={value!r} must be a number >= 0")
+    warmup = optim.get("warmup_iters", 0)
+    if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 0:
+        problems.append(f"optim.warmup_iters={warmup!r} must be an integer >= 0")
+    factor = optim.get("warmup_factor", 1.0)
+    if not _is_number(factor) or not 0 < factor <= 1:
+        problems.append(f"optim.warmup_factor={factor!r} must be a number in (0, 1]")
     return problems
 
 
@@ -125,20 +195,90 @@ def _run_problems(cfg: DictConfig) -> list[str]:
     problems = []
     if str(cfg.precision) not in PRECISIONS:
         problems.append(f"precision={cfg.precision!r} is unknown; choose one of {PRECISIONS}")
-    if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
-        problems.append(f"ckpt_path={cfg.ckpt_path!r} does not exist (resume from a last.ckpt)")
     if cfg.trainer.get("max_epochs", -1) == -1 and cfg.trainer.get("max_steps", -1) == -1:
         problems.append(
             "trainer.max_epochs and trainer.max_steps are both -1: the poly lr schedule needs "
             "a finite run; set one of them"
         )
+    if cfg.ckpt_path is not None:
+        problems += _checkpoint_problems(cfg)
+    # Other ranks of a DDP run share rank 0's folder, which rank 0 has checked.
+    if rank_zero_only.rank == 0:
+        problems += _run_folder_problems(cfg)
     return problems
+
+
+def _checkpoint_problems(cfg: DictConfig) -> list[str]:
+    """ckpt_path must be a segnet training checkpoint of the model this config builds."""
+    path = Path(cfg.ckpt_path)
+    if not path.is_file():
+        return [f"ckpt_path={cfg.ckpt_path!r} does not exist (resume from a last.ckpt)"]
+    try:
+        checkpoint = read_checkpoint(path)
+    except CheckpointError as err:
+        return [f"ckpt_path: {err}"]
+    hparams = checkpoint.get("hyper_parameters")
+    if not isinstance(hparams, dict) or any(key not in hparams for key in MODEL_KEYS):
+        return [f"ckpt_path: checkpoint {path} was not saved by scripts/train.py (no FCN settings)"]
+    missing = [key for key in RESUME_KEYS if key not in checkpoint]
+    if missing:
+        return [
+            f"ckpt_path: checkpoint {path} holds no {', '.join(missing)} (a weights-only save), "
+            "so training cannot resume from it"
+        ]
+    problems = [
+        f"ckpt_path {path} was saved with {key}={saved!r} but the config has {key}={ours!r}; "
+        "resume with the run's own settings"
+        for key, ours, saved in (
+            ("model.backbone", cfg.model.backbone, hparams["backbone"]),
+            ("model.variant", cfg.model.variant, hparams["variant"]),
+            (
+                "model.trainable_upsample",
+                cfg.model.trainable_upsample,
+                hparams["trainable_upsample"],
+            ),
+            ("optim.optimizer", cfg.optim.optimizer, hparams.get("optimizer", "sgd")),
+        )
+        if ours != saved
+    ]
+    if hparams["num_classes"] != _data_num_classes(cfg.data):
+        problems.append(
+            f"ckpt_path {path} was saved for {hparams['num_classes']} classes but the data has "
+            f"{_data_num_classes(cfg.data)} (data.class_names); resume on the run's own data"
+        )
+    return problems
+
+
+def _run_folder_problems(cfg: DictConfig) -> list[str]:
+    run_dir, overwrite = Path(cfg.output_dir), bool(cfg.get("overwrite", False))
+    if run_folder_state(run_dir, cfg.ckpt_path, overwrite) != "refuse":
+        return []
+    if overwrite:
+        return [
+            f"overwrite=true would delete ckpt_path={cfg.ckpt_path!r}, which lies in the "
+            f"run folder {run_dir}; drop overwrite=true to resume that run"
+        ]
+    found = previous_run(run_dir)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    resume = f"resume it with ckpt_path={last}, " if last.is_file() else ""
+    shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+    return [
+        f"the run folder {run_dir} (hydra.run.dir) already holds a training run ({shown}); "
+        f"{resume}replace it with overwrite=true, or train into another hydra.run.dir"
+    ]
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_sequence(value: object) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, str)
 
 
 def _is_pair(value: object, kind: type) -> bool:
     return (
-        isinstance(value, Sequence)
-        and not isinstance(value, str)
+        _is_sequence(value)
         and len(value) == 2
         and all(isinstance(v, kind) and not isinstance(v, bool) for v in value)
     )
@@ -146,4 +286,4 @@ def _is_pair(value: object, kind: type) -> bool:
 
 def _plain(value: object) -> object:
     """ListConfig prints as a list."""
-    return list(value) if isinstance(value, Sequence) and not isinstance(value, str) else value
+    return list(value) if _is_sequence(value) else value

@@ -1,0 +1,243 @@
+"""Training loses nothing and says what stopped it: Ctrl-C, resuming into the run's own folder,
+a second training into a used folder, bad data mid-run, and failures before the Trainer starts.
+
+One real run of scripts/train.py stopped by Ctrl-C (module fixture) is shared: its exit status,
+its refusal of a second training and (on copies of its folder) resume and overwrite.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.errors import InstantiationException
+from omegaconf import DictConfig
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from segnet.data.images import DataError
+from segnet.tasks.cli import one_line
+from segnet.tasks.config import ConfigError
+from segnet.tasks.train import train
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "train.py"
+
+
+def tiny(root: str | Path, *extra: str) -> list[str]:
+    """Overrides for a seconds-long CPU run: resnet18, 64x64 crops, 2 batches of 4 per epoch."""
+    return [
+        f"data.root={root}",
+        "data.crop_size=[64,64]",
+        "data.batch_size=4",
+        "data.eval_batch_size=4",
+        "data.num_workers=0",
+        "model.backbone=resnet18",
+        "model.pretrained=false",
+        "trainer=cpu",
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=2",
+        "trainer.log_every_n_steps=1",
+        "trainer.num_sanity_val_steps=0",
+        "trainer.enable_progress_bar=false",
+        *extra,
+    ]
+
+
+def compose_train(overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "configs")):
+        return compose("train", overrides=overrides)
+
+
+def csv_steps(run_dir: Path, column: str = "train/loss") -> list[tuple[int, str]]:
+    with open(run_dir / "csv" / "metrics.csv", newline="") as f:
+        return [(int(r["step"]), r[column]) for r in csv.DictReader(f) if r[column]]
+
+
+def tensorboard_steps(run_dir: Path, tag: str = "train/loss") -> list[int]:
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    return sorted(event.step for event in events.Scalars(tag))
+
+
+def global_step(path: Path) -> int:
+    return torch.load(path, map_location="cpu", weights_only=True)["global_step"]
+
+
+@pytest.fixture(scope="module")
+def stopped_run(tiny_voc_root, tmp_path_factory) -> tuple[Path, int, str]:
+    """(run dir, exit status, output) of scripts/train.py interrupted by Ctrl-C (SIGINT) once
+    its first validation has written last.ckpt."""
+    run_dir = tmp_path_factory.mktemp("stopped") / "run"
+    log = run_dir.parent / "log.txt"
+    args = tiny(tiny_voc_root, "trainer.max_epochs=1000", f"hydra.run.dir={run_dir}")
+    last = run_dir / "checkpoints" / "last.ckpt"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, str(SCRIPT), *args], stdout=out, stderr=out)
+        try:
+            deadline = time.monotonic() + 240
+            while not last.is_file() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert last.is_file(), log.read_text()[-3000:]
+            proc.send_signal(signal.SIGINT)
+            returncode = proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    return run_dir, returncode, log.read_text()
+
+
+def test_ctrl_c_exits_130_saves_last_checkpoint_and_prints_the_resume_command(stopped_run):
+    run_dir, returncode, output = stopped_run
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert returncode == 130, output[-3000:]
+    step = global_step(last)
+    assert step >= 2  # the first validation's save, or a later one made by the Ctrl-C
+    assert f"training stopped by Ctrl-C at global step {step}; resume with ckpt_path={last}" in (
+        output
+    )
+    assert "Traceback" not in output
+
+
+def test_second_training_into_a_used_run_folder_is_refused_and_changes_nothing(
+    stopped_run, tiny_voc_root
+):
+    run_dir = stopped_run[0]
+    kept = [
+        run_dir / "checkpoints" / "last.ckpt",
+        run_dir / "csv" / "metrics.csv",
+        run_dir / ".hydra" / "config.yaml",
+    ]
+    before = [path.read_bytes() for path in kept]
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), *tiny(tiny_voc_root, f"hydra.run.dir={run_dir}")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.startswith("error: invalid configuration (nothing was run):")
+    assert f"the run folder {run_dir} (hydra.run.dir) already holds a training run" in proc.stderr
+    assert f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}" in proc.stderr
+    assert "overwrite=true" in proc.stderr and "Traceback" not in proc.stderr
+    assert [path.read_bytes() for path in kept] == before  # .hydra/ of the first run included
+
+
+def test_resume_into_its_own_folder_continues_the_csv_and_tensorboard_logs(
+    stopped_run, tiny_voc_root, tmp_path
+):
+    run_dir = tmp_path / "run"
+    shutil.copytree(stopped_run[0], run_dir)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    stopped_at = global_step(last)
+    before = csv_steps(run_dir)
+    assert [step for step, _ in before] == list(range(stopped_at))
+
+    end = stopped_at + 2 - stopped_at % 2  # to the end of the next epoch (2 batches each)
+    overrides = [f"trainer.max_epochs={end // 2}", f"output_dir={run_dir}", f"ckpt_path={last}"]
+    result = train(compose_train(tiny(tiny_voc_root, *overrides)))
+
+    assert result["global_step"] == end
+    after = csv_steps(run_dir)
+    assert after[: len(before)] == before  # the earlier rows kept, unchanged
+    assert [step for step, _ in after] == list(range(end))  # continued, no gap, no repeat
+    assert tensorboard_steps(run_dir) == list(range(end))
+
+
+def test_overwrite_true_replaces_the_run_in_the_folder(stopped_run, tiny_voc_root, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(stopped_run[0], run_dir)
+    overrides = ["trainer.max_epochs=1", f"output_dir={run_dir}"]
+    with pytest.raises(ConfigError, match="already holds a training run"):
+        train(compose_train(tiny(tiny_voc_root, *overrides)))
+
+    result = train(compose_train(tiny(tiny_voc_root, *overrides, "overwrite=true")))
+    assert result["global_step"] == 2
+    assert global_step(run_dir / "checkpoints" / "last.ckpt") == 2
+    assert [step for step, _ in csv_steps(run_dir)] == [0, 1]  # nothing of the first run left
+    assert tensorboard_steps(run_dir) == [0, 1]
+
+
+def test_overwrite_true_cannot_delete_the_checkpoint_it_resumes_from(stopped_run, tiny_voc_root):
+    run_dir = stopped_run[0]
+    last = run_dir / "checkpoints" / "last.ckpt"
+    cfg = compose_train(
+        tiny(tiny_voc_root, f"output_dir={run_dir}", f"ckpt_path={last}", "overwrite=true")
+    )
+    with pytest.raises(ConfigError, match="overwrite=true would delete ckpt_path="):
+        train(cfg)
+    assert last.is_file()
+
+
+class CorruptImagesAfterFirstEpoch(pl.Callback):
+    """Overwrites every training image with garbage once the first epoch is done, as a failing
+    disk or a sync job would mid-run."""
+
+    def __init__(self, root: str) -> None:
+        self.root = Path(root)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for jpeg in (self.root / "VOCdevkit" / "VOC2012" / "JPEGImages").glob("*.jpg"):
+            jpeg.write_bytes(b"\xff\xd8 not a jpeg")
+
+
+def test_bad_training_image_mid_run_gives_one_line_and_the_resume_command(
+    tiny_voc_root, tmp_path, capsys
+):
+    root, run_dir = tmp_path / "data", tmp_path / "run"
+    shutil.copytree(tiny_voc_root, root)
+    corrupt = "+callbacks.corrupt._target_=test_train_safety.CorruptImagesAfterFirstEpoch"
+    cfg = compose_train(
+        tiny(root, "data.num_workers=1", f"output_dir={run_dir}", corrupt)
+        + [f"+callbacks.corrupt.root={root}"]
+    )
+    with pytest.raises(ValueError) as err:
+        train(cfg)
+    message = str(err.value)
+    assert isinstance(err.value.__cause__, DataError)
+    assert "\n" not in message and "DataLoader worker" not in message
+    assert str(root / "VOCdevkit" / "VOC2012" / "JPEGImages") in message
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert global_step(last) == 2
+    out = capsys.readouterr().out
+    assert f"training stopped by DataError at global step 2; resume with ckpt_path={last}" in out
+
+
+def test_batch_larger_than_the_training_set_stops_before_training(tiny_voc_root, tmp_path):
+    cfg = compose_train(tiny(tiny_voc_root, "data.batch_size=17", f"output_dir={tmp_path}"))
+    with pytest.raises(ConfigError) as err:
+        train(cfg)
+    assert "data.batch_size=17 is larger than the training set (16 images in split 'train')" in str(
+        err.value
+    )
+    assert "data.batch_size<=16" in str(err.value)
+    assert not any(tmp_path.iterdir())  # no checkpoint, no log
+
+
+def test_pretrained_weights_offline_gives_a_clean_message_with_config_keys(
+    tiny_voc_root, tmp_path, monkeypatch
+):
+    def no_network(url, dst, *args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    cfg = compose_train(tiny(tiny_voc_root, "model.pretrained=true", f"output_dir={tmp_path}"))
+    with pytest.raises(InstantiationException) as err:
+        train(cfg)
+    message = one_line(err.value)  # what scripts/train.py prints after "error: "
+    assert message.startswith("model: cannot get the ImageNet weights for backbone 'resnet18'")
+    assert "model.weights_path=/local/resnet18-f37072fd.pth" in message
+    assert "model.pretrained=false" in message
+    assert "Error in call to target" not in message and "\\n" not in message
+    assert len(message.splitlines()) == 6  # the cause, then the heading and the four fixes
