@@ -67,3 +67,16 @@ def confusion_scores(confmat: Tensor, class_names: Sequence[str]) -> dict:
         },
         "absent_classes": [name for i, name in enumerate(class_names) if not present[i]],
     }
+
+
+def confusion_counts(
+    pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = 255
+) -> Tensor:
+    """(C, C) int64 pixel counts of class maps ``pred`` against ``target`` (same shape, int64).
+
+    Rows = target class, columns = predicted class (the layout :func:`confusion_scores`
+    takes); target pixels labelled ``ignore_index`` are left out.
+    """
+    valid = target != ignore_index
+    index = target[valid] * num_classes + pred[valid]
+    return torch.bincount(index, minlength=num_classes**2).reshape(num_classes, num_classes)

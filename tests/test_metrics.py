@@ -1,4 +1,4 @@
-"""segnet.metrics.confusion_scores against hand-computed FCN metrics."""
+"""segnet.metrics: confusion_counts and confusion_scores against hand-computed FCN metrics."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from segnet.metrics import confusion_scores
+from segnet.metrics import confusion_counts, confusion_scores
 
 NAMES = ["background", "cat", "dog", "bird"]
 
@@ -49,6 +49,24 @@ def test_matches_torchmetrics_layout_with_ignored_pixels():
     confmat = metric.compute()
     assert torch.equal(confmat, CONFMAT)
     assert confusion_scores(confmat, NAMES)["miou"] == pytest.approx(1 / 3)
+
+
+def test_confusion_counts_skip_ignored_pixels():
+    target = torch.tensor([[0, 1, 255], [2, 2, 1]])
+    pred = torch.tensor([[0, 2, 1], [2, 0, 1]])
+    expected = torch.tensor([[1, 0, 0], [0, 1, 1], [1, 0, 1]])
+    assert torch.equal(confusion_counts(pred, target, 3), expected)
+
+
+def test_confusion_counts_equal_the_training_metric():
+    """Evaluation's counts and Lightning validation's torchmetrics matrix are the same numbers."""
+    generator = torch.Generator().manual_seed(0)
+    target = torch.randint(0, 6, (3, 17, 23), generator=generator)
+    target[torch.rand(target.shape, generator=generator) < 0.2] = 255
+    pred = torch.randint(0, 6, target.shape, generator=generator)
+    metric = MulticlassConfusionMatrix(num_classes=6, ignore_index=255)
+    metric.update(pred, target)
+    assert torch.equal(confusion_counts(pred, target, 6), metric.compute())
 
 
 def test_perfect_prediction_scores_one():

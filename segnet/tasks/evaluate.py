@@ -8,49 +8,40 @@ all pixels of the split go into ONE confusion matrix (label 255 ignored) from wh
 metrics are computed, never an average of per-batch scores. With several processes each
 takes the images ``rank, rank + world, ...`` (no image repeated or dropped) and the matrices
 are summed with an all-reduce, so the result equals a single-process run exactly.
+
+Everything that can be checked is checked before the first prediction (device, checkpoint,
+settings, dataset, output folder); the metrics are printed before they are written, so a
+write that fails afterwards loses nothing that was computed.
 """
 
 from __future__ import annotations
 
+import io
 import json
-import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import hydra
 import numpy as np
 import torch
 import torch.distributed as dist
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from segnet.checkpoint import load_model
+from segnet.data.images import DataError
 from segnet.data.transforms import pad_collate
-from segnet.data.voc import IGNORE_INDEX
+from segnet.data.voc import voc_dir, voc_split_file
 from segnet.device import resolve_device
 from segnet.inference import image_size, size_batches
-from segnet.metrics import confusion_scores
+from segnet.metrics import confusion_counts, confusion_scores
+from segnet.outputs import OutputError, check_output_dir, remove_stale_temporaries, write_together
+from segnet.tasks.cli import EXIT_OK
+from segnet.tasks.config import ConfigError
 from segnet.tasks.infer import configured_predictor
 from segnet.visualize import plot_confusion_matrix
-
-
-def confusion_counts(pred: Tensor, target: Tensor, num_classes: int) -> Tensor:
-    """(C, C) int64 pixel counts, rows = target, columns = prediction; target 255 is skipped."""
-    valid = target != IGNORE_INDEX
-    index = target[valid] * num_classes + pred[valid]
-    return torch.bincount(index, minlength=num_classes**2).reshape(num_classes, num_classes)
-
-
-def _start_distributed() -> tuple[int, int]:
-    """Join the process group torchrun describes (WORLD_SIZE > 1); returns (rank, world)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
-    return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
 def _device(name: str, world: int) -> torch.device:
@@ -60,25 +51,95 @@ def _device(name: str, world: int) -> torch.device:
     return device
 
 
-def evaluate(cfg: DictConfig) -> dict:
-    """Run the configured evaluation (see configs/eval.yaml); returns the metrics dict."""
-    rank, world = _start_distributed()
+def _start_distributed(device: torch.device, world: int) -> int:
+    """Join the process group torchrun describes (WORLD_SIZE > 1); returns this rank."""
+    if world == 1:
+        return 0
+    if not dist.is_initialized():
+        # The backend follows the device the matrices live on (device=cpu under a GPU torchrun
+        # needs gloo: NCCL cannot reduce CPU tensors).
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank()
+
+
+def _on_rank_zero(step: Callable[[], None], rank: int, world: int, device: torch.device) -> None:
+    """Run ``step`` on rank 0 only; if it raises, every rank stops (rank 0 with its error),
+    instead of the others waiting for it forever."""
+    error = None
+    if rank == 0:
+        try:
+            step()
+        except Exception as err:  # re-raised below, after the other ranks were told
+            error = err
+    if world > 1:
+        failed = torch.tensor([error is not None], dtype=torch.int32, device=device)
+        dist.broadcast(failed, src=0)
+        if failed.item() and rank != 0:
+            raise ValueError("stopped: process 0 could not prepare the evaluation (see its error)")
+    if error is not None:
+        raise error
+
+
+def _output_dir(cfg: DictConfig) -> Path:
+    if not cfg.get("output_dir"):
+        raise ConfigError("output_dir is not set: give the folder for the evaluation's files")
+    return Path(cfg.output_dir)
+
+
+def _check_output_dir(out: Path, datamodule) -> None:
+    """The output folder is usable and not inside the dataset (whose folders it would add to)."""
+    dataset = voc_dir(datamodule.root, datamodule.year).resolve()
+    if out.resolve().is_relative_to(dataset):
+        raise OutputError(f"output_dir={str(out)!r} lies inside the dataset {dataset}")
+    check_output_dir(out)
+    remove_stale_temporaries(out)
+
+
+def evaluate(cfg: DictConfig) -> dict | None:
+    """Run the configured evaluation (see configs/eval.yaml), print and write its report.
+
+    Returns:
+        The metrics dict (what metrics.json holds) on rank 0; None on the other ranks.
+
+    Raises:
+        ConfigError, ValueError: bad settings, device, or a checkpoint whose classes differ
+            from the data's. CheckpointError: unreadable checkpoint.
+        DataError: missing or bad data, a split file listing no image, or a split without a
+            single labelled pixel (every mask pixel 255).
+        OutputError: output_dir unusable (found before any prediction), or the files could
+            not be written (after the metrics were printed; nothing is left half-written).
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
     device = _device(cfg.device, world)
+    rank = _start_distributed(device, world)
+    try:
+        return _evaluate(cfg, rank, world, device)
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+
+
+def _evaluate(cfg: DictConfig, rank: int, world: int, device: torch.device) -> dict | None:
+    out = _output_dir(cfg)
     model, class_names = load_model(cfg.ckpt_path, device)
     datamodule = hydra.utils.instantiate(cfg.data)
     if datamodule.num_classes != model.num_classes:
-        raise ValueError(
+        raise ConfigError(
             f"checkpoint {cfg.ckpt_path} predicts {model.num_classes} classes but the data has "
             f"{datamodule.num_classes} (data.class_names)"
         )
-    if rank == 0:
-        datamodule.prepare_data()  # e.g. generates the demo dataset once
-    if world > 1:
-        dist.barrier()
+    predictor = configured_predictor(model, cfg)
+    _on_rank_zero(datamodule.prepare_data, rank, world, device)  # e.g. generates the demo data
     # Under torch.distributed its sampler is the datamodule's unpadded one: this rank's share.
     reference = datamodule.eval_dataloader(cfg.split)
     dataset, indices = reference.dataset, list(reference.sampler)
-    predictor = configured_predictor(model, cfg)
+    split_file = voc_split_file(datamodule.root, cfg.split, datamodule.year)
+    if len(dataset) == 0:
+        raise DataError(f"split file {split_file} lists no images: there is nothing to evaluate")
+    _on_rank_zero(lambda: _check_output_dir(out, datamodule), rank, world, device)
+
     sizes = [image_size(dataset.images[i]) for i in indices]
     limit = cfg.max_pixels if predictor.window is not None else None
     batches = [[indices[j] for j in b] for b in size_batches(sizes, cfg.batch_size, limit)]
@@ -93,24 +154,30 @@ def evaluate(cfg: DictConfig) -> dict:
     confmat = torch.zeros(num, num, dtype=torch.int64, device=device)
     bar = tqdm(total=len(indices), unit="img", desc=f"eval {cfg.split}", disable=rank != 0)
     for images, masks in loader:
-        pred = predictor.predict(images)
-        confmat += confusion_counts(pred, masks.to(device), num)
+        confmat += confusion_counts(predictor.predict(images), masks.to(device), num)
         bar.update(len(images))
     bar.close()
     if world > 1:
         dist.all_reduce(confmat)
-    metrics = None
-    if rank == 0:
-        metrics = _report(cfg, confmat.cpu(), class_names, len(dataset))
-    if world > 1:
-        dist.barrier()
-        dist.destroy_process_group()
-    return metrics
+    if confmat.sum() == 0:
+        raise DataError(
+            f"split file {split_file}: none of its {len(dataset)} images has a labelled pixel "
+            "(every mask pixel is 255, ignore): there is nothing to score"
+        )
+    if rank != 0:
+        return None
+    return _report(cfg, out, confmat.cpu().numpy(), class_names, len(dataset))
 
 
-def _clean(value):
-    """NaN (no pixel at all) as JSON null."""
-    return None if isinstance(value, float) and math.isnan(value) else value
+def _settings(cfg: DictConfig) -> dict:
+    window = OmegaConf.to_container(cfg.window) if OmegaConf.is_list(cfg.window) else cfg.window
+    return {
+        "tta": OmegaConf.to_container(cfg.tta),
+        "window": window,
+        "overlap": cfg.overlap,
+        "blend": cfg.blend,
+        "max_pixels": cfg.max_pixels,
+    }
 
 
 def _table(confmat: np.ndarray, class_names: list[str], iou: dict) -> list[list[str]]:
@@ -124,24 +191,15 @@ def _table(confmat: np.ndarray, class_names: list[str], iou: dict) -> list[list[
     return rows
 
 
-def _report(cfg: DictConfig, confmat: Tensor, class_names: list[str], num_images: int) -> dict:
-    """Write metrics.json, report.md and confusion_matrix.png; print the per-class table."""
-    out = Path(cfg.output_dir or HydraConfig.get().runtime.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    scores = confusion_scores(confmat, class_names)
-    counts = confmat.numpy()
-    settings = {
-        "tta": OmegaConf.to_container(cfg.tta),
-        "window": OmegaConf.to_container(cfg.window)
-        if OmegaConf.is_list(cfg.window)
-        else cfg.window,
-        "overlap": cfg.overlap,
-        "blend": cfg.blend,
-        "max_pixels": cfg.max_pixels,
-    }
+def _report(
+    cfg: DictConfig, out: Path, counts: np.ndarray, class_names: list[str], num_images: int
+) -> dict:
+    """Print the per-class table and metrics, then write metrics.json, report.md and
+    confusion_matrix.png together (all or none); ``counts`` is the (C, C) int64 matrix."""
+    scores = confusion_scores(torch.from_numpy(counts), class_names)
+    settings = _settings(cfg)
     metrics = {
-        **{k: _clean(scores[k]) for k in ("pixel_acc", "mean_acc", "miou", "fw_iou")},
-        "per_class_iou": scores["per_class_iou"],
+        **{k: scores[k] for k in ("pixel_acc", "mean_acc", "miou", "fw_iou", "per_class_iou")},
         "absent_classes": scores["absent_classes"],
         "ckpt_path": str(Path(cfg.ckpt_path).resolve()),
         "split": cfg.split,
@@ -150,11 +208,6 @@ def _report(cfg: DictConfig, confmat: Tensor, class_names: list[str], num_images
         "confusion_matrix": counts.tolist(),
         "settings": settings,
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    plot_confusion_matrix(
-        counts, class_names, out / "confusion_matrix.png", title=f"{cfg.split}: {num_images} images"
-    )
-
     header = ["class", "IoU", "accuracy", "GT pixels", "predicted pixels"]
     rows = _table(counts, class_names, scores["per_class_iou"])
     overall = [
@@ -164,7 +217,15 @@ def _report(cfg: DictConfig, confmat: Tensor, class_names: list[str], num_images
         ["frequency-weighted IoU", metrics["fw_iou"]],
     ]
     absent = ", ".join(scores["absent_classes"]) or "none"
-    lines = [
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        cells = zip(row, widths, strict=True)
+        print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(cells)))
+    for name, value in overall:
+        print(f"{name}: {value:.4f}")
+    print(f"absent classes: {absent}", flush=True)
+
+    report = [
         f"# Evaluation of `{metrics['ckpt_path']}`",
         "",
         f"Split `{cfg.split}`: {num_images} images at full resolution, {int(counts.sum())} "
@@ -172,7 +233,7 @@ def _report(cfg: DictConfig, confmat: Tensor, class_names: list[str], num_images
         "",
         "| metric | value |",
         "|---|---:|",
-        *(f"| {name} | {_fmt(value)} |" for name, value in overall),
+        *(f"| {name} | {value:.4f} |" for name, value in overall),
         "",
         "| " + " | ".join(header) + " |",
         "|---|" + "---:|" * (len(header) - 1),
@@ -183,30 +244,27 @@ def _report(cfg: DictConfig, confmat: Tensor, class_names: list[str], num_images
         "![confusion matrix, rows = ground truth, row-normalised](confusion_matrix.png)",
         "",
     ]
-    (out / "report.md").write_text("\n".join(lines))
-
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    print(
-        "\n".join(
-            "  ".join(
-                c.rjust(w) if i else c.ljust(w)
-                for i, (c, w) in enumerate(zip(r, widths, strict=True))
-            )
-            for r in [header, *rows]
-        )
-    )
-    for name, value in overall:
-        print(f"{name}: {_fmt(value)}")
-    print(f"absent classes: {absent}")
-    print(f"wrote {out / 'metrics.json'}, {out / 'report.md'}, {out / 'confusion_matrix.png'}")
+    picture = io.BytesIO()
+    title = f"{cfg.split}: {num_images} images"
+    plot_confusion_matrix(counts, class_names, picture, title=title)
+    files = [  # metrics.json last: its presence marks a complete set
+        ("report.md", "\n".join(report).encode()),
+        ("confusion_matrix.png", picture.getvalue()),
+        ("metrics.json", (json.dumps(metrics, indent=2) + "\n").encode()),
+    ]
+    names = ", ".join(name for name, _ in files)
+    try:
+        write_together((out / name, lambda f, data=data: f.write(data)) for name, data in files)
+    except OSError as err:
+        raise OutputError(
+            f"the metrics above could not be written to {out} ({names}): "
+            f"{err.strerror or err} (nothing was left half-written)"
+        ) from err
+    print(f"wrote {names} into {out}")
     return metrics
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
-
-
 def evaluate_command(cfg: DictConfig) -> int:
-    """``scripts/evaluate.py``: evaluate and report (metrics printed and written)."""
+    """``scripts/evaluate.py``: evaluate, print and write the report; the exit status."""
     evaluate(cfg)
-    return 0
+    return EXIT_OK
