@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
+from omegaconf import OmegaConf
 from torch.utils.data import DistributedSampler, RandomSampler, SequentialSampler
 
 from segnet.data.datamodule import VOCDataModule
@@ -14,6 +17,8 @@ from segnet.data.demo import demo_dataset_ready
 from segnet.data.sampler import UnpaddedDistributedSampler, eval_sampler
 from segnet.data.transforms import pad_collate
 from segnet.data.voc import IGNORE_INDEX, VOC_CLASSES, DataError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def small_module(root, **kwargs) -> VOCDataModule:
@@ -181,3 +186,37 @@ def test_eval_loaders_shard_under_torch_distributed(tiny_voc_root, tmp_path):
             assert list(loader.sampler) == list(range(len(loader.dataset)))
     finally:
         dist.destroy_process_group()
+
+
+@pytest.mark.parametrize(("cpus", "expected"), [(1, 1), (2, 2), (16, 4)])
+def test_num_workers_default_follows_the_cpus_this_process_may_use(
+    tiny_voc_root, monkeypatch, cpus, expected
+):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+    assert VOCDataModule(tiny_voc_root).num_workers == expected
+    assert VOCDataModule(tiny_voc_root, num_workers=None).num_workers == expected
+    assert VOCDataModule(tiny_voc_root, num_workers=3).num_workers == 3  # as given
+    assert VOCDataModule(tiny_voc_root, num_workers=0).num_workers == 0
+    # Without affinity masks (macOS, Windows), the machine's CPU count.
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: cpus)
+    assert VOCDataModule(tiny_voc_root).num_workers == expected
+
+
+def test_data_configs_leave_num_workers_to_the_machine():
+    for name in ("voc", "demo"):
+        assert OmegaConf.load(REPO / "configs" / "data" / f"{name}.yaml").num_workers is None
+
+
+def test_trainaug_trains_on_sbd_and_voc_train_minus_voc_val(tmp_path):
+    from test_voc import TRAIN, VAL, make_sbd, make_voc
+
+    make_voc(tmp_path)
+    sbd_only = ["2008_000100", "2010_000005"]
+    make_sbd(tmp_path / "SBD", [sbd_only[0], TRAIN[1], VAL[0]], [sbd_only[1], VAL[1]], label=8)
+    dm = small_module(tmp_path, trainaug=True, crop_size=[16, 16])
+    dm.setup("fit")
+    assert dm.train_dataset.ids == sorted([*TRAIN, *sbd_only])
+    assert dm.val_dataset.ids == VAL
+    images, masks = next(iter(dm.train_dataloader()))
+    assert images.shape == (2, 3, 16, 16) and masks.shape == (2, 16, 16)

@@ -14,11 +14,11 @@ from PIL import Image
 from scipy.io import savemat
 from torchvision import tv_tensors
 
+from segnet.data.sbd import VOCTrainAugDataset
 from segnet.data.voc import (
     IGNORE_INDEX,
     DataError,
     VOCSegmentationDataset,
-    VOCTrainAugDataset,
     voc_palette,
 )
 
@@ -113,6 +113,20 @@ def test_missing_split_file(tmp_path):
     (voc / "ImageSets/Segmentation/val.txt").unlink()
     with pytest.raises(DataError, match=r"split file .*Segmentation/val\.txt does not exist"):
         VOCSegmentationDataset(str(tmp_path), "val")
+
+
+def test_any_split_name_works(tmp_path):
+    """torchvision's reader refuses splits other than train/val/trainval; ours reads any."""
+    voc = make_voc(tmp_path)
+    splits = voc / "ImageSets" / "Segmentation"
+    (splits / "test.txt").write_text(f"{VAL[1]}\n\n  {VAL[0]}  \n")  # blank line, spaces
+    (splits / "my_split.txt").write_text("\n".join(TRAIN[:2]))  # no final newline
+    test = VOCSegmentationDataset(str(tmp_path), "test")
+    assert test.ids == [VAL[1], VAL[0]]
+    np.testing.assert_array_equal(test[1][1].numpy(), _labels(len(TRAIN)))
+    assert VOCSegmentationDataset(str(tmp_path), "my_split").ids == TRAIN[:2]
+    with pytest.raises(DataError, match=r"split file .*Segmentation/other\.txt does not exist"):
+        VOCSegmentationDataset(str(tmp_path), "other")
 
 
 def test_missing_image_and_mask_are_all_named(tmp_path):

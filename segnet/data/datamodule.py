@@ -3,27 +3,29 @@
     python scripts/train.py data=voc data.root=/path/holding/VOCdevkit
 
 ``prepare_data`` downloads VOC (``download=True``) or generates the offline demo dataset
-(``demo=True``); ``setup`` builds the datasets. Batches are ``(images float32 (N, 3, H, W),
-masks int64 (N, H, W))`` with 255 = ignore. Training batches are random crops of one size;
-evaluation batches are whole images padded to the largest in the batch by ``pad_collate``.
+(``demo=True``); ``setup`` builds the datasets. Training batches are random crops of one size,
+``(images float32 (N, 3, H, W), masks int64 (N, H, W))`` with 255 = ignore. Validation and
+evaluation batches keep every image whole and at its own size (:func:`whole_image_collate`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 
 import pytorch_lightning as pl
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from segnet.data.demo import demo_dataset_ready, generate_demo_dataset
 from segnet.data.sampler import eval_sampler
+from segnet.data.sbd import VOCTrainAugDataset
 from segnet.data.transforms import (
     check_crop_size,
     check_scale_range,
     eval_transforms,
-    pad_collate,
     train_transforms,
 )
 from segnet.data.voc import (
@@ -31,7 +33,6 @@ from segnet.data.voc import (
     VOC_CLASSES,
     DataError,
     VOCSegmentationDataset,
-    VOCTrainAugDataset,
     download_voc,
     require_voc_dir,
     voc_dir,
@@ -44,6 +45,33 @@ def _positive_int(name: str, value: int, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return value
+
+
+# Each worker holds a copy of the dataset and its prefetched batches; past 4, decoding is rarely
+# what a training step waits for.
+MAX_DEFAULT_WORKERS = 4
+
+
+def default_num_workers() -> int:
+    """min(4, CPUs this process may run on): more workers than cores only compete for them."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity masks
+        cpus = os.cpu_count() or 1
+    return min(MAX_DEFAULT_WORKERS, cpus)
+
+
+def whole_image_collate(
+    batch: Sequence[tuple[Tensor, Tensor]],
+) -> tuple[list[Tensor], list[Tensor]]:
+    """``[(image (3, h_i, w_i), mask (h_i, w_i)), ...]`` -> ``([image, ...], [mask, ...])``.
+
+    Nothing is padded: padding an image to a larger neighbour's size changes what the network
+    sees near its border, and under DDP its neighbours depend on the number of processes, so
+    validation would no longer give the single-process (and ``scripts/evaluate.py``) numbers.
+    """
+    images, masks = zip(*batch, strict=True)
+    return list(images), list(masks)
 
 
 def _class_names(class_names: Sequence[str] | None) -> list[str]:
@@ -67,8 +95,9 @@ class VOCDataModule(pl.LightningDataModule):
         crop_size: training crop [height, width]; smaller images are padded, not dropped.
         scale_range: [low, high] of the random training scale, relative to the image's size.
         batch_size: training batch size (incomplete last batch dropped).
-        eval_batch_size: validation/evaluation batch size (images padded to a common size).
-        num_workers: DataLoader worker processes (0: load in the main process).
+        eval_batch_size: images per validation/evaluation batch (each kept at its own size).
+        num_workers: DataLoader worker processes (0: load in the main process; None:
+            :func:`default_num_workers`, min(4, the CPUs this process may use)).
         trainaug: train on SBD + VOC train minus VOC val (10,582 images; needs SBD in root/SBD).
         download: download VOC (and SBD for trainaug) with torchvision in ``prepare_data``.
         demo: generate the synthetic demo dataset into ``root`` if it is not there yet.
@@ -86,7 +115,7 @@ class VOCDataModule(pl.LightningDataModule):
         scale_range: Sequence[float] = (0.5, 2.0),
         batch_size: int = 8,
         eval_batch_size: int = 4,
-        num_workers: int = 2,
+        num_workers: int | None = None,
         trainaug: bool = False,
         download: bool = False,
         demo: bool = False,
@@ -109,7 +138,11 @@ class VOCDataModule(pl.LightningDataModule):
         self.scale_range = list(check_scale_range(scale_range))
         self.batch_size = _positive_int("batch_size", batch_size)
         self.eval_batch_size = _positive_int("eval_batch_size", eval_batch_size)
-        self.num_workers = _positive_int("num_workers", num_workers, minimum=0)
+        self.num_workers = (
+            default_num_workers()
+            if num_workers is None
+            else _positive_int("num_workers", num_workers, minimum=0)
+        )
         if demo and (download or trainaug):
             raise ValueError("demo=True generates its own data: set download and trainaug false")
         if demo and self.year != "2012":
@@ -188,7 +221,7 @@ class VOCDataModule(pl.LightningDataModule):
         return self._eval_loader(self._require("val_dataset"), persistent=True)
 
     def eval_dataloader(self, split: str) -> DataLoader:
-        """Whole-image, padded-batch loader over any split (for evaluating a checkpoint)."""
+        """Whole-image loader over any split (for evaluating a checkpoint), as validation's."""
         if split == self.val_split and self.val_dataset is not None:
             dataset = self.val_dataset
         else:
@@ -203,7 +236,7 @@ class VOCDataModule(pl.LightningDataModule):
             batch_size=self.eval_batch_size,
             shuffle=False,
             sampler=eval_sampler(dataset),
-            collate_fn=pad_collate,
+            collate_fn=whole_image_collate,
             **self._loader_options(persistent),
         )
 

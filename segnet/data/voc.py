@@ -1,7 +1,9 @@
-"""Pascal VOC: class names, palette, ignore label, and the segmentation datasets.
+"""Pascal VOC: class names, palette, ignore label, and datasets in VOC's on-disk layout.
 
-Paths and downloads come from torchvision's ``VOCSegmentation`` and ``SBDataset``; pixels are
-decoded by :mod:`segnet.data.images`, so bad files raise :class:`DataError` naming them.
+Paths follow torchvision's ``VOCSegmentation`` (which also downloads VOC), but split files are
+read here, so any split name works (``test``, ``my_split``), not only train/val/trainval.
+Pixels are decoded by :mod:`segnet.data.images`, so bad files raise :class:`DataError` naming
+them. SBD and the "trainaug" set are in :mod:`segnet.data.sbd`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
-from torchvision.datasets import SBDataset, VOCSegmentation
+from torchvision.datasets import VOCSegmentation
 from torchvision.datasets.voc import DATASET_YEAR_DICT
 from torchvision.transforms.v2 import functional as F
 
@@ -24,9 +26,10 @@ __all__ = [
     "DataError",
     "SegmentationPairs",
     "VOCSegmentationDataset",
-    "VOCTrainAugDataset",
     "download_voc",
+    "download_failed",
     "load_pair",
+    "require_files",
     "require_voc_dir",
     "voc_dir",
     "voc_palette",
@@ -101,7 +104,7 @@ def _where_voc_goes(root: str | Path, year: str) -> str:
     )
 
 
-def _download_failed(what: str, err: Exception, where: str) -> DataError:
+def download_failed(what: str, err: Exception, where: str) -> DataError:
     return DataError(f"could not download {what} ({type(err).__name__}: {err}); {where}")
 
 
@@ -118,7 +121,7 @@ def download_voc(root: str | Path, year: str = "2012") -> None:
         VOCSegmentation(str(root), year=year, image_set="train", download=True)
     # URLError/socket errors are OSErrors; a failed checksum is torchvision's RuntimeError.
     except (OSError, RuntimeError) as err:
-        raise _download_failed(f"VOC{year}", err, _where_voc_goes(root, year)) from err
+        raise download_failed(f"VOC{year}", err, _where_voc_goes(root, year)) from err
 
 
 def require_voc_dir(root: str | Path, year: str = "2012") -> None:
@@ -135,22 +138,30 @@ def require_voc_dir(root: str | Path, year: str = "2012") -> None:
 def voc_split_files(
     root: str | Path, image_set: str = "train", year: str = "2012"
 ) -> tuple[list[str], list[str]]:
-    """Image paths (JPEGImages/*.jpg) and mask paths (SegmentationClass/*.png) of a split.
+    """Image paths (JPEGImages/<id>.jpg) and mask paths (SegmentationClass/<id>.png) of a split.
 
-    Parsed by torchvision's ``VOCSegmentation``, after checking the folders it needs exist.
+    The ids are the non-blank lines of ImageSets/Segmentation/<image_set>.txt, for any split
+    name (torchvision's reader accepts only train, val and trainval).
 
     Raises:
-        DataError: ``root``, its VOCdevkit or the split file is missing.
+        DataError: ``root``, its VOCdevkit or the split file is missing or unreadable.
     """
     require_voc_dir(root, year)
     split_file = voc_split_file(root, image_set, year)
     if not split_file.is_file():
         raise DataError(f"split file {split_file} does not exist; " + _where_voc_goes(root, year))
-    dataset = VOCSegmentation(str(root), year=year, image_set=image_set)
-    return list(dataset.images), list(dataset.masks)
+    try:
+        ids = [line.strip() for line in split_file.read_text(encoding="utf-8").splitlines()]
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"split file {split_file}: cannot read it ({err})") from err
+    base = voc_dir(root, year)
+    ids = [i for i in ids if i]
+    images = [str(base / "JPEGImages" / f"{i}.jpg") for i in ids]
+    masks = [str(base / "SegmentationClass" / f"{i}.png") for i in ids]
+    return images, masks
 
 
-def _require_files(images: list[str], masks: list[str], listed_in: str | Path) -> None:
+def require_files(images: list[str], masks: list[str], listed_in: str | Path) -> None:
     """Raise one DataError naming every missing image or mask (the first 10, and a count)."""
     missing = [p for pair in zip(images, masks, strict=True) for p in pair if not Path(p).is_file()]
     if missing:
@@ -211,7 +222,7 @@ class VOCSegmentationDataset(SegmentationPairs):
 
     Args:
         root: the folder holding ``VOCdevkit/`` (images in root/VOCdevkit/VOC2012/JPEGImages).
-        image_set: "train", "val" or "trainval" (ImageSets/Segmentation/<image_set>.txt).
+        image_set: the split, any name: ImageSets/Segmentation/<image_set>.txt lists its ids.
         year: VOC year, "2007".."2012".
         num_classes: labels are 0..num_classes-1 plus 255 (void); others raise DataError.
         transforms: ``transforms(image, mask) -> (image, mask)``, applied per item.
@@ -234,75 +245,7 @@ class VOCSegmentationDataset(SegmentationPairs):
         if download:
             download_voc(root, year)
         images, masks = voc_split_files(root, image_set, year)
-        _require_files(images, masks, voc_split_file(root, image_set, year))
+        require_files(images, masks, voc_split_file(root, image_set, year))
         super().__init__(images, masks, num_classes, transforms)
         self.image_set = image_set
         self.year = year
-
-
-def _where_sbd_goes(sbd_root: Path) -> str:
-    return (
-        f"extract SBD ({SBDataset.url}) and move benchmark_RELEASE/dataset/{{img,cls,train.txt,"
-        f"val.txt}} into {sbd_root} (as torchvision's SBDataset(download=True) does)"
-    )
-
-
-def _sbd_split_files(sbd_root: Path, image_set: str, download: bool) -> tuple[list[str], list[str]]:
-    """SBD image paths (img/*.jpg) and mask paths (cls/*.mat), parsed by torchvision's SBDataset."""
-    split_file = sbd_root / f"{image_set}.txt"
-    if download and not split_file.is_file():
-        try:
-            SBDataset(str(sbd_root), image_set=image_set, mode="segmentation", download=True)
-        except (OSError, RuntimeError) as err:
-            raise _download_failed("SBD", err, _where_sbd_goes(sbd_root)) from err
-    if not split_file.is_file():
-        raise DataError(f"SBD split file {split_file} does not exist; " + _where_sbd_goes(sbd_root))
-    sbd = SBDataset(str(sbd_root), image_set=image_set, mode="segmentation")
-    _require_files(sbd.images, sbd.masks, split_file)
-    return list(sbd.images), list(sbd.masks)
-
-
-class VOCTrainAugDataset(SegmentationPairs):
-    """VOC 2012 "train_aug": SBD train + SBD val + VOC train, minus every VOC val image.
-
-    With the real data this is the standard 10,582-image training set (SBD: Hariharan et al.,
-    "Semantic Contours from Inverse Detectors", ICCV 2011). Where an image has both, VOC's
-    own mask (PNG, with its 255 border band) is used rather than SBD's ``cls/*.mat``.
-
-    Args:
-        root: the folder holding ``VOCdevkit/``, as for :class:`VOCSegmentationDataset`.
-        year, num_classes, transforms: as for :class:`VOCSegmentationDataset`.
-        sbd_root: the folder holding SBD's ``img/``, ``cls/``, ``train.txt`` and ``val.txt``;
-            default ``root/SBD``.
-        download: fetch VOC and SBD with torchvision first where they are missing.
-    """
-
-    def __init__(
-        self,
-        root: str,
-        year: str = "2012",
-        num_classes: int = 21,
-        transforms: Callable | None = None,
-        sbd_root: str | None = None,
-        download: bool = False,
-    ) -> None:
-        sbd_dir = Path(root) / "SBD" if sbd_root is None else Path(sbd_root)
-        if download:
-            download_voc(root, year)
-        pairs: dict[str, tuple[str, str]] = {}
-        for image_set in ("train", "val"):
-            images, masks = _sbd_split_files(sbd_dir, image_set, download)
-            pairs.update((Path(i).stem, (i, m)) for i, m in zip(images, masks, strict=True))
-        voc_images, voc_masks = voc_split_files(root, "train", year)
-        _require_files(voc_images, voc_masks, voc_split_file(root, "train", year))
-        # VOC last, so its masks replace SBD's for the images both annotate.
-        pairs.update((Path(i).stem, (i, m)) for i, m in zip(voc_images, voc_masks, strict=True))
-        val_images, _ = voc_split_files(root, "val", year)
-        for image in val_images:
-            pairs.pop(Path(image).stem, None)
-        ids = sorted(pairs)
-        super().__init__(
-            [pairs[i][0] for i in ids], [pairs[i][1] for i in ids], num_classes, transforms
-        )
-        self.year = year
-        self.sbd_root = str(sbd_dir)
