@@ -71,22 +71,44 @@ def _stage(path: Path, write: Writer) -> Path:
     return tmp
 
 
-def write_together(files: Iterable[tuple[Path, Writer]]) -> None:
+def write_together(
+    files: Iterable[tuple[Path, Writer]], ready: Iterable[tuple[Path, Path]] = ()
+) -> None:
     """Write every ``(path, write)`` in full, then rename them into place in the given order.
 
-    ``write(f)`` writes the file's bytes to the binary file ``f``. If any write fails (or
-    the process is interrupted) no path of the set is touched and no temporary file is left.
-    Put the file whose presence marks the set as complete last.
+    ``write(f)`` writes the file's bytes to the binary file ``f``. ``ready`` holds
+    ``(temporary, path)`` pairs the caller has written already (e.g. a memory-mapped array,
+    named by :func:`temporary_path`): they are fsync'ed, renamed first and removed on failure
+    like the others. If any write or rename fails (or the process is interrupted) no path of
+    the set is left with a new file and no temporary file is left. Put the file whose
+    presence marks the set as complete last.
     """
-    staged: list[tuple[Path, Path]] = []
+    staged: list[tuple[Path, Path]] = list(ready)
+    renamed: list[Path] = []
     try:
+        for tmp, _ in staged:
+            _fsync(tmp)
         for path, write in files:
             staged.append((_stage(path, write), path))
         for tmp, path in staged:
             os.replace(tmp, path)
+            renamed.append(path)
+    except BaseException:
+        # A rename failed after others succeeded: a partial set must not stay in place.
+        for path in renamed:
+            path.unlink(missing_ok=True)
+        raise
     finally:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_bytes(path: Path, data: bytes) -> None:
