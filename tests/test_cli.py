@@ -1,4 +1,4 @@
-"""The command-line contract of every script: exit statuses and one-line errors (segnet/tasks/cli.py)."""
+"""The command-line contract of every script: exit statuses and one-line errors (tasks/cli.py)."""
 
 from __future__ import annotations
 
@@ -49,6 +49,21 @@ def test_one_line_keeps_a_multi_line_original_message():
         "2 files listed in val.txt are missing:\n  a.jpg\n  b.jpg"
     )
     assert cli.unwrap_worker_message("plain message") == "plain message"
+
+
+class _ChainedErrorDataset(_BrokenDataset):
+    def __getitem__(self, index: int):
+        try:
+            raise OSError("broken data stream")
+        except OSError as err:
+            raise DataError(f"/data/img_{index}.jpg: cannot decode image") from err
+
+
+def test_one_line_gives_the_last_error_of_a_chain_raised_in_a_worker():
+    with pytest.raises(DataError) as caught:
+        next(iter(DataLoader(_ChainedErrorDataset(), num_workers=1)))
+    assert "direct cause" in str(caught.value)
+    assert cli.one_line(caught.value) == "/data/img_0.jpg: cannot decode image"
 
 
 def test_one_line_gives_the_cause_of_a_hydra_instantiation_error():

@@ -194,14 +194,7 @@ class CorruptImagesAfterFirstEpoch(pl.Callback):
     "workers",
     [
         0,
-        pytest.param(
-            1,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="segnet.tasks.cli.unwrap_worker_message keeps the traceback of a chained "
-                "DataError (raise ... from err) raised in a DataLoader worker",
-            ),
-        ),
+        1,
     ],
 )
 def test_bad_training_image_mid_run_gives_one_line_and_the_resume_command(

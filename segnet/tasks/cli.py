@@ -67,8 +67,11 @@ def unwrap_worker_message(message: str) -> str:
     marker = "Original Traceback (most recent call last):"
     if not message.startswith("Caught ") or marker not in message:
         return message
-    lines = message.split(marker, 1)[1].splitlines()
-    # Frames are indented; the first unindented line is "module.Type: message".
+    # A chained error ("raise ... from err") lists each exception's traceback in turn; the
+    # one raised is the last. Its frames are indented; the first unindented line after them
+    # is "module.Type: message".
+    last = message.split(marker, 1)[1].rsplit("Traceback (most recent call last):", 1)[-1]
+    lines = last.splitlines()
     for i, line in enumerate(lines):
         if line and not line[0].isspace():
             first = line.split(": ", 1)[1] if ": " in line else line
