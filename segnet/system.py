@@ -113,7 +113,8 @@ class SegmentationSystem(pl.LightningModule):
         return self.model(images)
 
     def loss(self, logits: Tensor, masks: Tensor) -> Tensor:
-        """Mean cross-entropy over the non-ignored pixels; logits (N, C, H, W), masks (N, H, W)."""
+        """Mean cross-entropy over the non-ignored pixels; logits (N, C, H, W), masks (N, H, W)
+        (or flattened: logits (P, C), masks (P,))."""
         return F.cross_entropy(logits, masks, weight=self.loss_weights, ignore_index=IGNORE_INDEX)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
@@ -138,9 +139,20 @@ class SegmentationSystem(pl.LightningModule):
         images = batch if isinstance(batch, Tensor) else batch[0]
         return self(images).argmax(dim=1)
 
-    def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
+    def _eval_step(
+        self, batch: tuple[Tensor, Tensor] | tuple[list[Tensor], list[Tensor]], stage: str
+    ) -> None:
+        """One batch: images (N, 3, H, W) and masks (N, H, W), or lists of images (3, h_i, w_i)
+        and masks (h_i, w_i) of their own sizes (the data module's validation loader)."""
         images, masks = batch
-        logits = self(images)
+        if isinstance(images, Tensor):
+            logits = self(images)
+        else:
+            # Each image alone, as scripts/evaluate.py predicts it: its prediction then depends
+            # on nothing else in the batch, so one process and several give the same pixels.
+            per_image = [self(image[None])[0] for image in images]
+            logits = torch.cat([scores.flatten(1).T for scores in per_image])
+            masks = torch.cat([mask.flatten() for mask in masks])
         loss = self.loss(logits, masks)
         self._confmat(stage).update(logits.argmax(dim=1), masks)
         self.log(

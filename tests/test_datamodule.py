@@ -12,10 +12,9 @@ import torch.distributed as dist
 from omegaconf import OmegaConf
 from torch.utils.data import DistributedSampler, RandomSampler, SequentialSampler
 
-from segnet.data.datamodule import VOCDataModule
+from segnet.data.datamodule import VOCDataModule, whole_image_collate
 from segnet.data.demo import demo_dataset_ready
 from segnet.data.sampler import UnpaddedDistributedSampler, eval_sampler
-from segnet.data.transforms import pad_collate
 from segnet.data.voc import IGNORE_INDEX, VOC_CLASSES, DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,15 +37,13 @@ def test_setup_gives_train_and_val_batches(tiny_voc_root):
     assert set(masks.unique().tolist()) <= set(range(21)) | {IGNORE_INDEX}
     assert -3 < images.min() < images.max() < 3  # ImageNet-normalised
 
+    # Validation: lists of whole images, each at its own size, nothing padded.
     images, masks = next(iter(dm.val_dataloader()))
     items = [dm.val_dataset[i] for i in range(3)]
-    height = max(image.shape[-2] for image, _ in items)
-    width = max(image.shape[-1] for image, _ in items)
-    assert images.shape == (3, 3, height, width) and masks.shape == (3, height, width)
-    for i, (image, mask) in enumerate(items):  # whole images, padded with 255 beyond them
-        h, w = mask.shape
-        assert torch.equal(images[i, :, :h, :w], image) and torch.equal(masks[i, :h, :w], mask)
-        assert (masks[i, h:] == IGNORE_INDEX).all() and (masks[i, :, w:] == IGNORE_INDEX).all()
+    assert len({tuple(mask.shape) for _, mask in items}) == 3  # three different sizes
+    assert len(images) == len(masks) == 3
+    for image, mask, (expected_image, expected_mask) in zip(images, masks, items, strict=True):
+        assert torch.equal(image, expected_image) and torch.equal(mask, expected_mask)
 
 
 def test_loader_options(tiny_voc_root):
@@ -56,7 +53,7 @@ def test_loader_options(tiny_voc_root):
     assert isinstance(train.sampler, RandomSampler) and train.drop_last
     assert len(train) == len(dm.train_dataset) // 2
     assert isinstance(val.sampler, SequentialSampler) and not val.drop_last
-    assert val.collate_fn is pad_collate and val.batch_size == 3
+    assert val.collate_fn is whole_image_collate and val.batch_size == 3
     assert train.persistent_workers and val.persistent_workers
     assert train.pin_memory == val.pin_memory == torch.cuda.is_available()
     in_process = small_module(tiny_voc_root)
@@ -71,7 +68,7 @@ def test_eval_dataloader_covers_any_split(tiny_voc_root):
     assert dm.eval_dataloader("val").dataset is dm.val_dataset
     sizes = {s: len(dm.eval_dataloader(s).dataset) for s in ("train", "val", "trainval")}
     assert sizes["trainval"] == sizes["train"] + sizes["val"] > 0
-    assert dm.eval_dataloader("train").collate_fn is pad_collate
+    assert dm.eval_dataloader("train").collate_fn is whole_image_collate
     with pytest.raises(DataError, match="missing.txt"):
         dm.eval_dataloader("missing")
 
