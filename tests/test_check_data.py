@@ -9,10 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 from PIL import Image
 
 from segnet.data.check import check_dataset, class_names_for, format_report
 from segnet.data.voc import voc_palette
+from segnet.tasks.cli import EXIT_USAGE, guarded
+from segnet.tasks.data import check_command
 
 H, W = 20, 30
 REPO = Path(__file__).resolve().parents[1]
@@ -135,3 +138,29 @@ def test_script_lists_problems_and_exits_non_zero(broken_root, tmp_path):
     assert "noimage.jpg: file does not exist" in result.stdout
     assert "person" in result.stdout and "void" in result.stdout
     assert list(tmp_path.iterdir()) == []  # a read-only check leaves no Hydra output folders
+
+
+def _root_is_a_file(root: Path) -> str:
+    root.write_text("not a folder")
+    return f"dataset root {root} is a file, not a folder"
+
+
+def _root_is_missing(root: Path) -> str:
+    return f"dataset root {root} does not exist"
+
+
+def _voc2012_is_a_file(root: Path) -> str:
+    (root / "VOCdevkit").mkdir(parents=True)
+    (root / "VOCdevkit" / "VOC2012").touch()
+    return f"{root}/VOCdevkit/VOC2012 is a file, not a folder"
+
+
+@pytest.mark.parametrize("make", [_root_is_a_file, _root_is_missing, _voc2012_is_a_file])
+def test_command_without_a_dataset_says_why_in_one_line(tmp_path, capsys, make):
+    root = tmp_path / "root"
+    expected = make(root)
+    cfg = {"root": str(root), "year": "2012", "splits": ["train"], "num_classes": 21}
+    assert guarded(check_command, OmegaConf.create(cfg | {"class_names": None})) == EXIT_USAGE
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no empty report: nothing was scanned
+    assert captured.err.startswith(f"error: {expected}; ") and captured.err.count("\n") == 1

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 from PIL import Image, ImageFilter
 from torchvision.datasets import VOCSegmentation
 
 from segnet.data import demo
-from segnet.data.demo import MARKER, demo_dataset_ready, generate_demo_dataset
+from segnet.data.demo import MARKER, demo_dataset_ready, generate_demo_dataset, scenes
 from segnet.data.voc import IGNORE_INDEX, VOC_CLASSES, voc_palette
+from segnet.tasks.cli import EXIT_USAGE, guarded
+from segnet.tasks.data import make_demo_command
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -140,7 +144,7 @@ def test_interrupted_generation_is_not_taken_for_complete(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = []
-    render = demo.render_scene
+    render = scenes.render_scene
 
     def render_then_die(rng: np.random.Generator, classes: list[int]):
         calls.append(1)
@@ -148,12 +152,13 @@ def test_interrupted_generation_is_not_taken_for_complete(
             raise KeyboardInterrupt
         return render(rng, classes)
 
-    monkeypatch.setattr(demo, "render_scene", render_then_die)
+    monkeypatch.setattr(scenes, "render_scene", render_then_die)
     with pytest.raises(KeyboardInterrupt):
         generate_demo_dataset(tmp_path / "cut", num_train=3, num_val=2)
     assert not demo_dataset_ready(tmp_path / "cut")
     assert not (tmp_path / "cut" / "VOCdevkit").exists()
-    monkeypatch.setattr(demo, "render_scene", render)
+    assert list((tmp_path / "cut").iterdir()) == []  # the half-written tree is gone too
+    monkeypatch.setattr(scenes, "render_scene", render)
 
     generate_demo_dataset(tmp_path / "cut", num_train=3, num_val=2)
     generate_demo_dataset(tmp_path / "fresh", num_train=3, num_val=2)
@@ -199,3 +204,83 @@ def test_script_writes_the_tree(tmp_path: Path) -> None:
     assert "2 train + 1 val" in result.stdout
     assert demo_dataset_ready(tmp_path, num_train=2, num_val=1, seed=4)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["VOCdevkit"]
+
+
+def _make_demo(capsys, root, **overrides) -> tuple[int, str]:
+    """Run make_demo_command as scripts/make_demo_data.py does: (exit status, stderr)."""
+    cfg = OmegaConf.create({"root": str(root), "num_train": 2, "num_val": 1, "seed": 0} | overrides)
+    status = guarded(make_demo_command, cfg)
+    return status, capsys.readouterr().err
+
+
+def _one_error_line(err: str, expected: str) -> None:
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert expected in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"num_train": 0}, "num_train must be an integer >= 1, got 0"),
+        ({"num_val": -3}, "num_val must be an integer >= 1, got -3"),
+        ({"num_train": "many"}, "num_train must be an integer >= 1, got 'many'"),
+        ({"seed": -1}, "seed must be an integer >= 0, got -1"),
+    ],
+)
+def test_make_demo_bad_counts_are_one_line(tmp_path, capsys, overrides, expected):
+    status, err = _make_demo(capsys, tmp_path / "out", **overrides)
+    assert status == EXIT_USAGE
+    _one_error_line(err, expected)
+    assert not (tmp_path / "out").exists()
+
+
+def test_make_demo_root_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "root").write_text("keep me")
+    status, err = _make_demo(capsys, tmp_path / "root")
+    assert status == EXIT_USAGE
+    _one_error_line(err, f"demo dataset root {tmp_path}/root is a file, not a folder")
+    assert (tmp_path / "root").read_text() == "keep me"
+
+
+@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs Linux's read-only sysfs")
+@pytest.mark.parametrize("root", ["/sys", "/sys/segnet_demo"])
+def test_make_demo_read_only_root(capsys, root):
+    # sysfs refuses new files even to root, who ignores permission bits.
+    status, err = _make_demo(capsys, root)
+    assert status == EXIT_USAGE
+    _one_error_line(err, f"cannot write the demo dataset into {root} (")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores permission bits")
+def test_make_demo_unwritable_folder(tmp_path, capsys):
+    (tmp_path / "ro").mkdir(mode=0o555)
+    status, err = _make_demo(capsys, tmp_path / "ro")
+    assert status == EXIT_USAGE
+    _one_error_line(err, f"cannot write the demo dataset into {tmp_path}/ro (Permission denied)")
+
+
+def test_make_demo_refuses_a_real_dataset_at_root(tmp_path, capsys):
+    real = _voc(tmp_path) / "JPEGImages" / "2007_000032.jpg"
+    real.parent.mkdir(parents=True)
+    real.write_bytes(b"a real image")
+    status, err = _make_demo(capsys, tmp_path)
+    assert status == EXIT_USAGE
+    _one_error_line(err, f"{tmp_path}/VOCdevkit exists and is not a finished segnet demo dataset")
+    assert real.read_bytes() == b"a real image"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["VOCdevkit"]
+
+
+def test_script_bad_root_exits_2_with_one_line(tmp_path):
+    (tmp_path / "file").write_text("")
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "make_demo_data.py"), f"root={tmp_path}/file"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert (
+        result.stderr == f"error: demo dataset root {tmp_path}/file is a file, not a folder; "
+        "choose another root\n"
+    )

@@ -124,15 +124,22 @@ def download_voc(root: str | Path, year: str = "2012") -> None:
         raise download_failed(f"VOC{year}", err, _where_voc_goes(root, year)) from err
 
 
+def _absent(path: Path) -> str:
+    """Why ``path`` is not a usable folder: "does not exist" or "is a file, not a folder"."""
+    return "is a file, not a folder" if path.exists() else "does not exist"
+
+
 def require_voc_dir(root: str | Path, year: str = "2012") -> None:
     """Raise DataError if ``root`` or root/VOCdevkit/VOC<year> is missing, saying where it goes."""
     if not Path(root).is_dir():
         raise DataError(
-            f"dataset root {root} does not exist; it must be the folder holding VOCdevkit/: "
+            f"dataset root {root} {_absent(Path(root))}; it must be the folder holding VOCdevkit/: "
             + _where_voc_goes(root, year)
         )
     if not voc_dir(root, year).is_dir():
-        raise DataError(f"{voc_dir(root, year)} does not exist; " + _where_voc_goes(root, year))
+        raise DataError(
+            f"{voc_dir(root, year)} {_absent(voc_dir(root, year))}; " + _where_voc_goes(root, year)
+        )
 
 
 def voc_split_files(
