@@ -102,6 +102,10 @@ def test_clean_tree_and_missing_root(tmp_path):
     assert clean.ok  # trainval is train + val by definition: sharing their ids is fine
     assert [split.num_images for split in clean.splits] == [2, 1, 3]
     assert clean.splits[2].histogram[15] == 3 * 290
+    # Any split name: torchvision's reader would refuse "test".
+    _make_tree(tmp_path / "custom", {"test": ["t1", "t2"]})
+    custom = check_dataset(tmp_path / "custom", splits=["test"])
+    assert custom.ok and custom.splits[0].num_images == 2
     report = check_dataset(tmp_path / "absent", splits=["train"])
     assert report.splits[0].num_images == 0 and len(report.problems) == 1
     assert report.problems[0].startswith(f"dataset root {tmp_path}/absent does not exist")
