@@ -5,29 +5,41 @@
 For ``input/<dirs>/NAME.ext`` it writes ``output_dir/<dirs>/NAME.png`` (palette PNG of class
 indices, exactly the image's size after EXIF orientation), ``output_dir/overlays/<dirs>/NAME.jpg``
 (colours blended over the image, with a legend) and, with ``save_probs=true``,
-``output_dir/probs/<dirs>/NAME.npy`` (float16 (C, H, W) softmax probabilities).
+``output_dir/probs/<dirs>/NAME.npy`` (float16 (C, H, W) softmax probabilities). Where NAME
+would be ambiguous the extension stays in it (``a.jpg.png``); see :func:`plan_jobs`.
 
-The pipeline overlaps its three stages: DataLoader workers decode images, the main thread
-runs the model on batches of equally sized images, and a thread pool encodes and writes
-PNG/JPEG/NPY files. A file that cannot be decoded or written is reported and skipped; every
-output goes to a temporary file in its folder and is renamed into place, so an interrupted
-run never leaves a half-written file and a rerun (``overwrite=false``) resumes.
+Masks and overlays record the input they were made from (PNG text / JPEG comment
+``segnet-infer-source``): a rerun counts an image as done only if its mask says so, and an
+``output_dir`` holding the inputs (the input folder itself, or a folder above it) never takes
+infer's own outputs for inputs.
+
+The pipeline overlaps three stages: DataLoader workers decode images, the main thread runs the
+model on batches of equally sized images, and a thread pool encodes each image's files in memory
+and writes them as one set through :mod:`segnet.outputs` (all of them or none: a full disk is a
+reported per-image failure). Ctrl-C or SIGTERM lets the writes in progress finish, cancels the
+rest and prints the summary so far; a rerun (``overwrite=false``) resumes.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import glob
+import io
+import itertools
 import os
 import sys
-import uuid
 from collections import Counter, deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import torch
 from omegaconf import DictConfig
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2.functional import pil_to_tensor
 from tqdm import tqdm
@@ -36,17 +48,25 @@ from segnet.checkpoint import load_model
 from segnet.data.images import DataError, read_image
 from segnet.device import resolve_device
 from segnet.inference import Predictor, class_map, image_size, size_batches
-from segnet.tasks.cli import EXIT_OK, EXIT_PARTIAL
+from segnet.outputs import (
+    check_output_dir,
+    remove_stale_temporaries,
+    temporary_path,
+    write_together,
+)
+from segnet.tasks.cli import EXIT_OK, EXIT_PARTIAL, Terminated
 from segnet.visualize import colorize, overlay
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+SOURCE_KEY = "segnet-infer-source"
 
 
 @dataclass
 class Job:
-    """One input image and where its outputs go."""
+    """One input image (``rel``: its path below the input root) and where its outputs go."""
 
     source: Path
+    rel: Path
     mask: Path
     overlay: Path
     probs: Path | None
@@ -55,12 +75,28 @@ class Job:
     def outputs(self) -> list[Path]:
         return [p for p in (self.mask, self.overlay, self.probs) if p is not None]
 
+    @property
+    def marker(self) -> str:
+        """``rel`` as recorded in the outputs (any bytes of a file name survive UTF-8)."""
+        return os.fsencode(self.rel.as_posix()).decode("utf-8", "backslashreplace")
+
 
 @dataclass
 class Summary:
     written: int = 0
     existing: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    notes: list[str] = field(default_factory=list)  # done, but not quite as asked
+
+
+@dataclass
+class Inputs:
+    """What an ``input`` setting names: ``(file, path below the input root)``, sorted, and the
+    entries that look like images but cannot be read (``(path, reason)``)."""
+
+    files: list[tuple[Path, Path]] = field(default_factory=list)
+    unusable: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def configured_predictor(model: torch.nn.Module, cfg: DictConfig) -> Predictor:
@@ -77,79 +113,218 @@ def configured_predictor(model: torch.nn.Module, cfg: DictConfig) -> Predictor:
     )
 
 
-def find_inputs(pattern: str, exclude: Path | None = None) -> list[tuple[Path, Path]]:
-    """``(file, path relative to the input root)`` for a file, a folder (recursive) or a glob.
+def find_inputs(pattern: str, output_dir: Path | None = None) -> Inputs:
+    """The images of a file, a folder (recursive) or a glob.
 
-    Folders and globs keep image extensions only (case-insensitive); a single file is taken
-    whatever its name. Files under ``exclude`` (the output folder) are left out.
+    Folders and globs keep image extensions only (case-insensitive) and follow symlinked
+    folders, except one leading back to its own ancestor (noted); a single file is taken
+    whatever its name. Broken links, non-regular files and unreadable folders come back as
+    ``unusable``. Files under ``output_dir`` that infer wrote (:func:`recorded_source`) are
+    left out, so output_dir may be the input folder or contain it.
 
     Raises:
-        FileNotFoundError: nothing matches ``pattern``.
+        FileNotFoundError: nothing usable matches ``pattern``.
     """
-    path = Path(pattern)
+    path, found = Path(pattern), Inputs()
     if path.is_file():
-        found = [(path, Path(path.name))]
+        found.files.append((path, Path(path.name)))
+    elif path.is_dir():
+        for file in _walk(path, None, found):
+            if file.suffix.lower() in IMAGE_EXTENSIONS:
+                _take(file, file.relative_to(path), found)
+    elif path.is_symlink():
+        raise FileNotFoundError(f"input {pattern!r} is a broken link (to {os.readlink(path)})")
+    elif not glob.has_magic(pattern):
+        raise FileNotFoundError(f"input {pattern!r} does not exist")
     else:
-        if path.is_dir():
-            root, files = path, (p for p in path.rglob("*"))
-        else:
-            magic = next(
-                i for i, part in enumerate(path.parts + ("",)) if glob.has_magic(part) or not part
-            )
-            root = Path(*path.parts[:magic]) if magic else Path(".")
-            files = (Path(p) for p in glob.glob(pattern, recursive=True))
-        found = sorted(
-            (p, p.relative_to(root))
-            for p in files
-            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-        )
-    if exclude is not None:
-        exclude = exclude.resolve()
-        found = [(p, rel) for p, rel in found if not p.resolve().is_relative_to(exclude)]
-    if not found:
+        magic = next(i for i, part in enumerate(path.parts) if glob.has_magic(part))
+        root, rest = Path(*path.parts[:magic]), path.parts[magic:]
+        for file in _walk(root, None if "**" in rest else len(rest) - 1, found):
+            rel = file.relative_to(root)
+            if rel.suffix.lower() in IMAGE_EXTENSIONS and _glob_match(rel.parts, rest):
+                _take(file, rel, found)
+    found.files.sort()
+    own = 0
+    if output_dir is not None:
+        out = output_dir.resolve()
+        kept = [
+            (f, rel)
+            for f, rel in found.files
+            if not f.resolve().is_relative_to(out) or recorded_source(f) is None
+        ]
+        own, found.files = len(found.files) - len(kept), kept
+    if own:
+        found.notes.append(f"left out {own} files under output_dir that infer wrote")
+    if not found.files:
+        why = f"; {own} files there are infer's own outputs under output_dir" if own else ""
+        why += "".join(f"; {p}: {reason}" for p, reason in found.unusable[:3])
         raise FileNotFoundError(
             f"input {pattern!r} matches no image files (a file, a folder searched recursively "
-            f"for {', '.join(IMAGE_EXTENSIONS)}, or a glob)"
+            f"for {', '.join(IMAGE_EXTENSIONS)}, or a glob){why}"
         )
     return found
 
 
-def plan_jobs(inputs: list[tuple[Path, Path]], output_dir: Path, save_probs: bool) -> list[Job]:
-    """Output paths for every input. Two inputs that differ only by extension (a.jpg, a.png)
-    keep it in their names (a.jpg.png, a.png.png) so neither overwrites the other."""
-    stems = [rel.with_suffix("") for _, rel in inputs]
-    clashing = {s for s, n in Counter(stems).items() if n > 1}
-    jobs = []
-    for (source, rel), stem in zip(inputs, stems, strict=True):
-        base = rel if stem in clashing else stem
-        jobs.append(
-            Job(
-                source=source,
-                mask=output_dir / f"{base}.png",
-                overlay=output_dir / "overlays" / f"{base}.jpg",
-                probs=output_dir / "probs" / f"{base}.npy" if save_probs else None,
-            )
+def _take(file: Path, rel: Path, found: Inputs) -> None:
+    if file.is_file():
+        found.files.append((file, rel))
+    elif file.is_symlink():
+        found.unusable.append((str(file), f"broken link (to {os.readlink(file)})"))
+    elif not file.is_dir():
+        found.unusable.append((str(file), "not a regular file"))
+
+
+def _walk(root: Path, depth: int | None, found: Inputs) -> Iterator[Path]:
+    """Every entry but folders below ``root``, at most ``depth`` folders down (None: all),
+    symlinked folders followed unless they lead back to an ancestor (a loop)."""
+
+    def unreadable(err: OSError) -> None:
+        found.unusable.append((str(err.filename), f"cannot list folder: {err.strerror}"))
+
+    if not root.is_dir():
+        return
+    chains = {str(root): (frozenset([_identity(root)]), 0)}  # ancestors' identities, level
+    for folder, dirs, files in os.walk(root, onerror=unreadable, followlinks=True):
+        ancestors, level = chains.pop(folder)
+        entered = []
+        for name in sorted(dirs) if depth is None or level < depth else ():
+            sub = os.path.join(folder, name)
+            identity = _identity(sub)
+            if identity in ancestors:
+                found.notes.append(f"{sub} links back to {os.path.realpath(sub)}: not followed")
+                continue
+            entered.append(name)
+            chains[sub] = (ancestors | {identity}, level + 1)
+        dirs[:] = entered
+        yield from (Path(folder, name) for name in files)
+
+
+def _identity(folder: str | Path) -> tuple[int, int]:
+    stat = os.stat(folder)
+    return stat.st_dev, stat.st_ino
+
+
+def _glob_match(names: tuple[str, ...], patterns: tuple[str, ...]) -> bool:
+    """``glob``'s rules for a path split into names: ``**`` spans any number of folders,
+    and a wildcard never matches a leading dot."""
+    if not patterns:
+        return not names
+    if patterns[0] == "**":
+        return _glob_match(names, patterns[1:]) or bool(
+            names and not names[0].startswith(".") and _glob_match(names[1:], patterns)
         )
-    return jobs
+    if not names or (names[0].startswith(".") and not patterns[0].startswith(".")):
+        return False
+    return fnmatch.fnmatchcase(names[0], patterns[0]) and _glob_match(names[1:], patterns[1:])
 
 
-def _temporary(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+def plan_jobs(inputs: list[tuple[Path, Path]], output_dir: Path, save_probs: bool) -> list[Job]:
+    """Output paths for every input: one-to-one over any set of inputs, never an input file.
+
+    NAME is the input's name without its extension (``a.jpg`` -> ``a.png``) unless another
+    input has the same stem or an input is called that stem (``a.jpg`` beside ``a.png`` or
+    ``a.jpg.png``); then the full name is kept (``a.jpg.png``). These are distinct by
+    construction: stems used are unique among stems, full names are unique, and no stem used
+    equals a full name. A name whose files would replace a folder the outputs need, or an
+    input file or folder (output_dir holding the inputs), takes ``NAME.ext~2``, ``~3``, ...
+    instead, the first whose files nobody else has. Names do not depend on ``save_probs``.
+    (Folders are kept as they are: if one the outputs need is an input file, which only an
+    output_dir above the input folder allows, writing that image fails and is reported.)
+    """
+    rels = [rel.as_posix() for _, rel in inputs]
+    stems = [rel.as_posix().removesuffix(rel.suffix) for _, rel in inputs]
+    counts, fulls = Counter(stems), set(rels)
+    folders = {"overlays", "probs"}
+    for _, rel in inputs:
+        for parent in rel.parents[:-1]:
+            folders |= {parent.as_posix(), f"overlays/{parent}", f"probs/{parent}"}
+
+    @cache
+    def real_folder(folder: Path) -> str:
+        return os.path.realpath(folder)
+
+    def real(path: Path) -> str:  # a directory entry, seen through symlinked folders
+        return os.path.join(real_folder(path.parent), path.name)
+
+    # Input files are taken under their own names and (links) their targets' names, and so
+    # are the folders holding them: no output may replace either.
+    taken: set[str] = set()
+    for source, _ in inputs:
+        taken |= {real(source), os.path.realpath(source)}
+        folder = real_folder(source.parent)
+        while folder not in taken:
+            taken.add(folder)
+            folder = os.path.dirname(folder)
+
+    def files(base: str) -> tuple[str, str, str]:
+        return f"{base}.png", f"overlays/{base}.jpg", f"probs/{base}.npy"
+
+    def free(base: str, used: set[str]) -> bool:
+        return not any(
+            f in folders or f in used or real(output_dir / f) in taken for f in files(base)
+        )
+
+    bases = [
+        s if counts[s] == 1 and s not in fulls else r for s, r in zip(stems, rels, strict=True)
+    ]
+    bases = [b if free(b, set()) else None for b in bases]
+    used = {f for b in bases if b is not None for f in files(b)}
+    for i, rel in enumerate(rels):
+        if bases[i] is None:
+            candidates = (rel if k == 1 else f"{rel}~{k}" for k in itertools.count(1))
+            bases[i] = next(b for b in candidates if free(b, used))
+            used.update(files(bases[i]))
+    return [
+        Job(
+            source=source,
+            rel=rel,
+            mask=output_dir / f"{base}.png",
+            overlay=output_dir / "overlays" / f"{base}.jpg",
+            probs=output_dir / "probs" / f"{base}.npy" if save_probs else None,
+        )
+        for (source, rel), base in zip(inputs, bases, strict=True)
+    ]
 
 
-def _atomic(path: Path, write) -> None:
-    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it into place."""
-    tmp = _temporary(path)
+def recorded_source(path: Path) -> str | None:
+    """The input recorded in a mask or overlay that infer wrote; None for any other file."""
+    if path.suffix.lower() not in (".png", ".jpg"):
+        return None
     try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        with Image.open(path) as image:
+            if image.format == "PNG":
+                return image.info.get(SOURCE_KEY)
+            comment = image.info.get("comment", b"").decode("utf-8", "replace")
+    except Exception:  # unreadable: certainly not a file infer finished
+        return None
+    key, _, source = comment.partition("=")
+    return source if key == SOURCE_KEY else None
+
+
+def _to_do(jobs: list[Job], overwrite: bool, summary: Summary) -> list[Job]:
+    """The jobs to run; counts those done before and skips those whose mask path holds a file
+    infer did not write (replaced only with ``overwrite``)."""
+    todo = []
+    for job in jobs:
+        source = None if overwrite or not job.mask.exists() else recorded_source(job.mask)
+        if source == job.marker and all(p.is_file() for p in job.outputs):
+            summary.existing += 1
+        elif source is None and not overwrite and job.mask.exists():
+            summary.skipped.append(
+                (
+                    str(job.source),
+                    f"{job.mask} exists and is not infer's output for this image "
+                    "(overwrite=true replaces it)",
+                )
+            )
+        else:
+            todo.append(job)
+    return todo
 
 
 class _Decode(Dataset):
-    """Decodes job images in DataLoader workers: ``(index, uint8 (3, H, W) or None, error)``."""
+    """Decodes job images in DataLoader workers:
+    ``(index, uint8 (3, H, W) or None, error or None, number of frames)``."""
 
     def __init__(self, jobs: list[Job]) -> None:
         self.jobs = jobs
@@ -162,33 +337,73 @@ class _Decode(Dataset):
         try:
             image = pil_to_tensor(read_image(source))
         except DataError as err:  # reported by the main process; the message names the file
-            return index, None, str(err).removeprefix(f"{source}: ")
-        return index, image, None
+            return index, None, str(err).removeprefix(f"{source}: "), 1
+        return index, image, None, _frames(source)
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as f:  # a file object: np.save would append ".npy" to a name
-        np.save(f, array)
+def _frames(path: Path) -> int:
+    # An MPO's second picture is a preview or depth map of the first, not another frame.
+    try:
+        with Image.open(path) as image:
+            return 1 if image.format == "MPO" else getattr(image, "n_frames", 1)
+    except Exception:  # decoded a moment ago: one frame is the honest answer
+        return 1
+
+
+def _encoded(image: Image.Image, **options):
+    data = io.BytesIO()
+    image.save(data, **options)
+    return lambda f: f.write(data.getbuffer())
+
+
+def _npy(array: np.ndarray):
+    def write(f) -> None:  # header, then the array's own memory: no copy of it
+        np.lib.format.write_array_header_1_0(f, np.lib.format.header_data_from_array_1_0(array))
+        f.write(np.ascontiguousarray(array).data)
+
+    return write
 
 
 def _write(job: Job, pixels: np.ndarray, labels: np.ndarray, probs, names, alpha: float):
-    """Encode and write one image's outputs (runs in the writer pool); the PNG goes last."""
-    if isinstance(probs, np.memmap):  # streamed into a temporary .npy: just rename it
-        probs.flush()
-        os.replace(probs.filename, job.probs)
-    elif probs is not None:
-        _atomic(job.probs, lambda tmp: _save_npy(tmp, probs))
+    """Encode one image's outputs in memory and write them as one set (runs in the writer
+    pool); the mask goes last, as it marks the set complete."""
     picture = overlay(pixels, labels, names, alpha)
-    _atomic(job.overlay, lambda tmp: picture.save(tmp, format="JPEG", quality=90))
-    mask = colorize(labels)
-    _atomic(job.mask, lambda tmp: mask.save(tmp, format="PNG", compress_level=1))
+    comment = f"{SOURCE_KEY}={job.marker}".encode()
+    files = [(job.overlay, _encoded(picture, format="JPEG", quality=90, comment=comment))]
+    info = PngInfo()
+    info.add_itxt(SOURCE_KEY, job.marker)
+    files.append(
+        (job.mask, _encoded(colorize(labels), format="PNG", compress_level=1, pnginfo=info))
+    )
+    ready = []
+    if isinstance(probs, np.memmap):  # streamed into a temporary .npy by _predict
+        probs.flush()
+        ready.append((Path(probs.filename), job.probs))
+    elif probs is not None:
+        files.insert(0, (job.probs, _npy(probs)))
+    write_together(files, ready=ready)
+
+
+def _probs_file(path: Path, shape: tuple[int, ...]) -> np.memmap:
+    """A float16 .npy of ``shape`` mapped into memory, its blocks allocated now: a full disk
+    fails here with OSError, not later as SIGBUS on a write into a sparse hole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        array = np.lib.format.open_memmap(path, "w+", np.float16, shape)
+        with open(path, "r+b") as f:
+            if hasattr(os, "posix_fallocate"):  # not on macOS
+                os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return array
 
 
 def _predict(predictor: Predictor, images: torch.Tensor, probs_path: Path | None, progress=None):
     """Class maps uint8 (N, H, W) of uint8 ``images`` (N, 3, H, W), and with ``probs_path``
     their float16 probabilities (N, C, H, W). A windowed image (N = 1) streams its
-    probabilities into a memory-mapped temporary file next to ``probs_path``. ``progress``:
-    see :meth:`Predictor.probability_bands`."""
+    probabilities into a memory-mapped .npy at ``probs_path`` (a temporary name; the caller
+    removes it if this fails). ``progress``: see :meth:`Predictor.probability_bands`."""
     num, _, height, width = images.shape
     labels = np.empty((num, height, width), dtype=np.uint8)
     probs = None
@@ -200,26 +415,33 @@ def _predict(predictor: Predictor, images: torch.Tensor, probs_path: Path | None
         if probs is None:
             shape = (num, band.shape[1], height, width)
             if predictor.uses_windows(height, width):
-                tmp = _temporary(probs_path)
-                probs = np.lib.format.open_memmap(tmp, "w+", np.float16, shape[1:])[None]
+                probs = _probs_file(probs_path, shape[1:])[None]
             else:
                 probs = np.empty(shape, dtype=np.float16)
         probs[:, :, rows] = band.half().cpu().numpy()
     return labels, [None] * num if probs is None else probs
 
 
-def infer(cfg: DictConfig) -> Summary:
-    """Run the configured inference (see configs/infer.yaml); returns what was done."""
+def infer(cfg: DictConfig, summary: Summary | None = None) -> Summary:
+    """Run the configured inference (see configs/infer.yaml). Fills and returns ``summary``,
+    which holds what was done so far when the run is interrupted.
+
+    Raises:
+        OutputError: output_dir (or its overlays/, probs/) cannot be written; checked first.
+        FileNotFoundError: ``input`` matches no image.
+    """
+    summary = Summary() if summary is None else summary
     device = resolve_device(cfg.device)
+    output_dir = Path(cfg.output_dir)
+    found = find_inputs(str(cfg.input), output_dir)
+    for folder in ("", "overlays", "probs") if cfg.save_probs else ("", "overlays"):
+        check_output_dir(output_dir / folder)
+    remove_stale_temporaries(output_dir)
+    summary.skipped += found.unusable
+    summary.notes += found.notes
     model, names = load_model(cfg.ckpt_path, device)
     predictor = configured_predictor(model, cfg)
-    output_dir = Path(cfg.output_dir)
-    jobs = plan_jobs(find_inputs(str(cfg.input), exclude=output_dir), output_dir, cfg.save_probs)
-    summary = Summary()
-    if not cfg.overwrite:
-        todo = [j for j in jobs if not all(p.is_file() for p in j.outputs)]
-        summary.existing = len(jobs) - len(todo)
-        jobs = todo
+    jobs = _to_do(plan_jobs(found.files, output_dir, cfg.save_probs), cfg.overwrite, summary)
     sizes = [image_size(j.source) for j in jobs]
     limit = cfg.max_pixels if predictor.window is not None else None
     loader = DataLoader(
@@ -230,29 +452,39 @@ def infer(cfg: DictConfig) -> Summary:
         pin_memory=device.type == "cuda",
     )
     pending: deque[tuple[Job, Future]] = deque()
+    streamed: list[Path] = []  # temporary .npy files of windowed images, until renamed
     bar = tqdm(total=len(jobs), unit="img", desc="infer", dynamic_ncols=True)
 
     def windows(done: int, total: int) -> None:
         # A huge image takes minutes: show how far into it the model is, cleared when done.
         bar.set_postfix_str(f"windows {done}/{total}" if done < total else "")
 
+    def skip(job: Job, reason: str) -> None:
+        summary.skipped.append((str(job.source), reason))
+        bar.write(f"skipped {job.source}: {reason}")
+
     def settle(limit: int) -> None:
         while len(pending) > limit:
             job, future = pending.popleft()
+            if future.cancelled():
+                continue
             try:
                 future.result()
                 summary.written += 1
-            except OSError as err:
-                summary.skipped.append((str(job.source), f"cannot write outputs: {err}"))
-                bar.write(f"skipped {job.source}: cannot write outputs: {err}")
+            except (OSError, UnicodeError) as err:
+                skip(job, f"cannot write outputs: {err}")
 
-    with ThreadPoolExecutor(max_workers=cfg.writer_threads) as pool:
+    pool = ThreadPoolExecutor(max_workers=cfg.writer_threads)
+    try:
         for records in loader:
-            for index, _, error in records:
+            for index, _, error, frames in records:
                 if error is not None:
-                    summary.skipped.append((str(jobs[index].source), error))
-                    bar.write(f"skipped {jobs[index].source}: {error}")
-            decoded = [(i, image) for i, image, _ in records if image is not None]
+                    skip(jobs[index], error)
+                elif frames > 1:
+                    summary.notes.append(
+                        f"{jobs[index].source}: {frames} frames, only the first was segmented"
+                    )
+            decoded = [(i, image) for i, image, _, _ in records if image is not None]
             # Header sizes are a hint; group by the decoded size to be sure.
             for shape in dict.fromkeys(image.shape for _, image in decoded):
                 group = [(i, image) for i, image in decoded if image.shape == shape]
@@ -261,7 +493,19 @@ def infer(cfg: DictConfig) -> Summary:
                 images = (
                     torch.stack([im for _, im in group]) if len(group) > 1 else group[0][1][None]
                 )
-                labels, probs = _predict(predictor, images, batch_jobs[0].probs, windows)
+                tmp = temporary_path(batch_jobs[0].probs) if cfg.save_probs else None
+                try:
+                    labels, probs = _predict(predictor, images, tmp, windows)
+                except BaseException as err:
+                    if tmp is not None:
+                        tmp.unlink(missing_ok=True)
+                    if tmp is None or not isinstance(err, OSError):
+                        raise
+                    for job in batch_jobs:  # no room for the streamed probabilities
+                        skip(job, f"cannot write outputs: {err}")
+                    continue
+                if isinstance(probs, np.memmap):
+                    streamed.append(tmp)
                 for n, job in enumerate(batch_jobs):
                     pixels = images[n].permute(1, 2, 0).numpy()
                     args = (job, pixels, labels[n], probs[n], names, cfg.alpha)
@@ -269,17 +513,37 @@ def infer(cfg: DictConfig) -> Summary:
             bar.update(len(records))
             settle(2 * cfg.writer_threads)
         settle(0)
-    bar.close()
+    finally:
+        # Interrupted: the writes under way finish (each whole), those not started are dropped.
+        pool.shutdown(wait=True, cancel_futures=True)
+        settle(0)
+        for tmp in streamed:
+            tmp.unlink(missing_ok=True)
+        bar.close()
     return summary
 
 
-def infer_command(cfg: DictConfig) -> int:
-    """``scripts/infer.py``: infer, print the summary and every skipped file; 1 if any."""
-    summary = infer(cfg)
+def _report(summary: Summary, output_dir: str, interrupted: bool = False) -> None:
+    stopped = " (interrupted: finished images are kept, rerun to do the rest)"
     print(
         f"written {summary.written}, skipped {len(summary.skipped)}, "
-        f"existing {summary.existing} -> {cfg.output_dir}"
+        f"existing {summary.existing} -> {output_dir}{stopped if interrupted else ''}",
+        flush=True,
     )
     for source, reason in summary.skipped:
         print(f"  skipped {source}: {reason}", file=sys.stderr)
+    for note in summary.notes:
+        print(f"  note: {note}", file=sys.stderr)
+
+
+def infer_command(cfg: DictConfig) -> int:
+    """``scripts/infer.py``: infer, print the summary, every skipped file and every note;
+    1 if any file was skipped. Interrupted, the summary so far is printed before unwinding."""
+    summary = Summary()
+    try:
+        infer(cfg, summary)
+    except (KeyboardInterrupt, Terminated):
+        _report(summary, cfg.output_dir, interrupted=True)
+        raise
+    _report(summary, cfg.output_dir)
     return EXIT_PARTIAL if summary.skipped else EXIT_OK
