@@ -45,10 +45,24 @@ from segnet.visualize import plot_confusion_matrix
 
 
 def _device(name: str, world: int) -> torch.device:
+    """The checked device; under torchrun ``cuda`` means this process's GPU (LOCAL_RANK)."""
     device = resolve_device(name)
-    if world > 1 and device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return device
+    if world == 1 or device.type != "cuda":
+        return device
+    if device.index is not None:
+        if int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > 1:
+            raise ValueError(
+                f"device={name!r} would put every process of this node on one GPU; use "
+                "device=cuda (each process then takes the GPU of its LOCAL_RANK)"
+            )
+        return device
+    local, count = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+    if local >= count:
+        raise ValueError(
+            f"device={name!r}: this is process {local} of its node, which has {count} CUDA "
+            f"GPU(s); start at most {count} per node (torchrun --nproc_per_node={count})"
+        )
+    return torch.device("cuda", local)
 
 
 def _start_distributed(device: torch.device, world: int) -> int:
