@@ -28,7 +28,13 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file and what is wrong."""
 
 
-def _read(path: Path) -> dict:
+def read_checkpoint(path: Path) -> dict:
+    """The checkpoint's dict, read with ``weights_only=True`` after checking the archive.
+
+    Raises:
+        CheckpointError: missing, empty, not a zip archive, bad CRC, objects beyond tensors
+            and plain values, or no dict inside.
+    """
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     if path.stat().st_size == 0:
@@ -80,7 +86,7 @@ def load_model(ckpt_path: str | Path, device: str | torch.device = "cpu") -> tup
     """
     target = resolve_device(device)
     path = Path(ckpt_path)
-    checkpoint = _read(path)
+    checkpoint = read_checkpoint(path)
     hparams = checkpoint.get("hyper_parameters")
     state = checkpoint.get("state_dict")
     missing = [k for k in MODEL_KEYS if not isinstance(hparams, dict) or k not in hparams]

@@ -22,7 +22,7 @@ from pytorch_lightning.strategies import DDPStrategy
 from segnet.data.datamodule import VOCDataModule
 from segnet.system import SegmentationSystem
 from segnet.tasks.config import ConfigError, check_num_classes, check_train_config
-from segnet.tasks.train import ContinuedCSVLogger
+from segnet.tasks.run_folder import ContinuedCSVLogger
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 # The recipes the README names, and any other file in configs/experiment/.

@@ -16,11 +16,11 @@ from pathlib import Path
 from omegaconf import DictConfig
 from pytorch_lightning.utilities import rank_zero_only
 
-from segnet.checkpoint import MODEL_KEYS, CheckpointError
-from segnet.checkpoint import _read as read_checkpoint
+from segnet.checkpoint import MODEL_KEYS, CheckpointError, read_checkpoint
 from segnet.data.voc import VOC_CLASSES, DataError, require_voc_dir
 from segnet.models import BACKBONES, VARIANTS
 from segnet.system import OPTIMIZERS
+from segnet.tasks.run_folder import previous_run, run_folder_state
 
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 
@@ -32,10 +32,6 @@ DEMO_MAX_SIDE = 256
 
 # What Lightning restores on resume besides the weights (absent from weights-only saves).
 RESUME_KEYS = ("optimizer_states", "lr_schedulers", "loops")
-# The run folder's parts written by training (configs/callbacks, configs/logger), and
-# Lightning's SLURM requeue checkpoints, which it resumes from by itself.
-RUN_PARTS = ("checkpoints", "csv", "tensorboard")
-REQUEUE_GLOB = "hpc_ckpt_*.ckpt"
 
 
 class ConfigError(ValueError):
@@ -67,35 +63,6 @@ def check_num_classes(model_num_classes: int | None, data_num_classes: int) -> i
             )
         )
     return data_num_classes
-
-
-def previous_run(run_dir: str | Path) -> list[str]:
-    """The checkpoints and metrics an earlier training left in ``run_dir`` (paths relative to
-    it; [] if none). Hydra's ``.hydra/`` does not count (it is written before the task starts),
-    nor do logger files of a run that stopped before logging any metric."""
-    run_dir = Path(run_dir)
-    found = [p for p in sorted((run_dir / "checkpoints").glob("*")) if p.is_file()]
-    found += [p for p in [run_dir / "csv" / "metrics.csv"] if p.is_file()]
-    found += sorted(run_dir.glob(REQUEUE_GLOB))
-    return [str(p.relative_to(run_dir)) for p in found]
-
-
-def run_folder_state(run_dir: str | Path, ckpt_path: str | None, overwrite: bool) -> str:
-    """What training may do with ``run_dir``, given what an earlier run left there:
-
-    - "new": nothing there;
-    - "resume": it continues that run (``ckpt_path`` inside ``run_dir``, or a SLURM requeue
-      checkpoint there, which Lightning resumes from without ``ckpt_path``);
-    - "replace": ``overwrite=true`` over that run (which is not resumed);
-    - "refuse": anything else, including ``overwrite=true`` with a ``ckpt_path`` inside it.
-    """
-    if not previous_run(run_dir):
-        return "new"
-    run_dir = Path(run_dir).resolve()
-    inside = ckpt_path is not None and Path(ckpt_path).resolve().is_relative_to(run_dir)
-    if overwrite:
-        return "refuse" if inside else "replace"
-    return "resume" if inside or any(run_dir.glob(REQUEUE_GLOB)) else "refuse"
 
 
 def _message(problems: Sequence[str]) -> str:

@@ -7,44 +7,29 @@ stops the run before any data is read or any weight is built.
 
 Interrupted runs: the ``last_checkpoint`` callback writes ``last.ckpt`` after every validation
 and again when training stops on Ctrl-C, SIGTERM (e.g. a SLURM time limit) or an exception, so
-``ckpt_path=<run dir>/checkpoints/last.ckpt`` resumes at the global step it stopped at. A run
-resumed into its own folder continues its logs (:class:`ContinuedCSVLogger`; TensorBoard adds an
-event file beside the earlier ones) and records its config in ``.hydra/resume-<time>/``
-(:class:`KeepRunRecord`); training into a folder that holds another run is refused unless
-``overwrite=true``, which deletes that run first.
+``ckpt_path=<run dir>/checkpoints/last.ckpt`` resumes at the global step it stopped at, with
+its logs continued (see :mod:`segnet.tasks.run_folder`, which also decides whether a folder
+holding another run is refused or, with ``overwrite=true``, replaced).
 """
 
 from __future__ import annotations
 
-import csv
 import os
-import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
 import torch
-from hydra.experimental.callback import Callback
-from lightning_fabric.loggers.logger import rank_zero_experiment
-from omegaconf import DictConfig, OmegaConf, read_write
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
-from pytorch_lightning.loggers import CSVLogger
-from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from segnet.system import SCORES, SegmentationSystem
 from segnet.tasks.cli import one_line
-from segnet.tasks.config import (
-    REQUEUE_GLOB,
-    RUN_PARTS,
-    ConfigError,
-    check_num_classes,
-    check_train_config,
-    run_folder_state,
-)
+from segnet.tasks.config import ConfigError, check_num_classes, check_train_config
+from segnet.tasks.run_folder import delete_previous_run, replaces_run
 
 SIGTERM_EXIT_CODE = 143  # 128 + SIGTERM: what a shell or SLURM expects of a terminated job
 
@@ -94,8 +79,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.compile:
         # In place: the state dict keeps its "model." keys (no "_orig_mod." wrapper).
         system.model.compile()
-    if trainer.is_global_zero and _replaces_run(cfg):
-        _delete_previous_run(Path(cfg.output_dir))
+    if trainer.is_global_zero and replaces_run(cfg):
+        _echo(f"overwrite=true: deleting the previous run's outputs in {cfg.output_dir}")
+        delete_previous_run(Path(cfg.output_dir))
     try:
         trainer.fit(system, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     except SIGTERMException as stop:
@@ -132,68 +118,6 @@ def _check_training_set(datamodule: pl.LightningDataModule, world_size: int) -> 
             f"({images} images in split {split!r}{share}): every batch would be incomplete and "
             f"dropped; use data.batch_size<={per_process}"
         )
-
-
-def _replaces_run(cfg: DictConfig) -> bool:
-    overwrite = bool(cfg.get("overwrite", False))
-    return run_folder_state(cfg.output_dir, cfg.ckpt_path, overwrite) == "replace"
-
-
-def _delete_previous_run(run_dir: Path) -> None:
-    """What an earlier training wrote into run_dir (overwrite=true); .hydra/ is Hydra's."""
-    _echo(f"overwrite=true: deleting the previous run's outputs in {run_dir}")
-    for part in RUN_PARTS:
-        shutil.rmtree(run_dir / part, ignore_errors=True)
-    for path in run_dir.glob(REQUEUE_GLOB):
-        path.unlink()
-
-
-class _ContinuedWriter(ExperimentWriter):
-    """Lightning's CSV writer, except that an existing metrics.csv is continued (rows kept,
-    header and columns taken over) where Lightning deletes it."""
-
-    def _check_log_dir_exists(self) -> None:
-        if self._fs.isfile(self.metrics_file_path):
-            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
-                self.metrics_keys = next(csv.reader(file), [])
-
-
-class ContinuedCSVLogger(CSVLogger):
-    """``CSVLogger`` whose ``metrics.csv`` survives a resume into the same run folder.
-
-    Lightning's writer deletes an existing ``metrics.csv``; this one appends to it. Safe
-    because :func:`train` refuses a folder holding another run, or deletes that run first
-    (``overwrite=true``): an existing file can only be the resumed run's own history.
-    """
-
-    @property
-    @rank_zero_experiment
-    def experiment(self) -> ExperimentWriter:
-        if self._experiment is None:
-            self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _ContinuedWriter(log_dir=self.log_dir)
-        return self._experiment
-
-
-class KeepRunRecord(Callback):
-    """Hydra callback (``hydra.callbacks`` in configs/train.yaml): Hydra writes ``.hydra/``
-    into the run folder before the task starts, which would overwrite the record of an
-    earlier run there. A resume writes its own into ``.hydra/resume-<time>/``; a run that
-    will be refused writes none; other DDP ranks leave it to rank 0."""
-
-    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        run_dir = Path(str(OmegaConf.select(config, "hydra.run.dir")))
-        state = run_folder_state(
-            run_dir, config.get("ckpt_path"), bool(config.get("overwrite", False))
-        )
-        if rank_zero_only.rank != 0 or state == "refuse":
-            subdir = None
-        elif state == "resume":
-            subdir = f".hydra/resume-{time.strftime('%Y-%m-%d_%H-%M-%S')}"
-        else:
-            return
-        with read_write(config.hydra):
-            config.hydra.output_subdir = subdir
 
 
 def _sync_batchnorm(trainer_cfg: DictConfig) -> bool:

@@ -1,0 +1,118 @@
+"""The run folder of a training: what an earlier run left there, and what a new one may do.
+
+Training into a folder that holds another run is refused unless it resumes that run (its
+``ckpt_path`` lies inside) or ``overwrite=true`` deletes it first; a resumed run continues its
+``metrics.csv`` (:class:`ContinuedCSVLogger`) and records its config in
+``.hydra/resume-<time>/`` (:class:`KeepRunRecord`), so the first run's record is kept.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from lightning_fabric.loggers.logger import rank_zero_experiment
+from omegaconf import DictConfig, OmegaConf, read_write
+from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
+from pytorch_lightning.utilities import rank_zero_only
+
+# The run folder's parts written by training (configs/callbacks, configs/logger), and
+# Lightning's SLURM requeue checkpoints, which it resumes from by itself.
+RUN_PARTS = ("checkpoints", "csv", "tensorboard")
+REQUEUE_GLOB = "hpc_ckpt_*.ckpt"
+
+
+def previous_run(run_dir: str | Path) -> list[str]:
+    """The checkpoints and metrics an earlier training left in ``run_dir`` (paths relative to
+    it; [] if none). Hydra's ``.hydra/`` does not count (it is written before the task starts),
+    nor do logger files of a run that stopped before logging any metric."""
+    run_dir = Path(run_dir)
+    found = [p for p in sorted((run_dir / "checkpoints").glob("*")) if p.is_file()]
+    found += [p for p in [run_dir / "csv" / "metrics.csv"] if p.is_file()]
+    found += sorted(run_dir.glob(REQUEUE_GLOB))
+    return [str(p.relative_to(run_dir)) for p in found]
+
+
+def run_folder_state(run_dir: str | Path, ckpt_path: str | None, overwrite: bool) -> str:
+    """What training may do with ``run_dir``, given what an earlier run left there:
+
+    - "new": nothing there;
+    - "resume": it continues that run (``ckpt_path`` inside ``run_dir``, or a SLURM requeue
+      checkpoint there, which Lightning resumes from without ``ckpt_path``);
+    - "replace": ``overwrite=true`` over that run (which is not resumed);
+    - "refuse": anything else, including ``overwrite=true`` with a ``ckpt_path`` inside it.
+    """
+    if not previous_run(run_dir):
+        return "new"
+    run_dir = Path(run_dir).resolve()
+    inside = ckpt_path is not None and Path(ckpt_path).resolve().is_relative_to(run_dir)
+    if overwrite:
+        return "refuse" if inside else "replace"
+    return "resume" if inside or any(run_dir.glob(REQUEUE_GLOB)) else "refuse"
+
+
+def replaces_run(cfg: DictConfig) -> bool:
+    """Whether this training deletes an earlier run in its folder first (overwrite=true)."""
+    overwrite = bool(cfg.get("overwrite", False))
+    return run_folder_state(cfg.output_dir, cfg.ckpt_path, overwrite) == "replace"
+
+
+def delete_previous_run(run_dir: Path) -> None:
+    """What an earlier training wrote into run_dir (overwrite=true); .hydra/ is Hydra's."""
+    for part in RUN_PARTS:
+        shutil.rmtree(run_dir / part, ignore_errors=True)
+    for path in run_dir.glob(REQUEUE_GLOB):
+        path.unlink()
+
+
+class _ContinuedWriter(ExperimentWriter):
+    """Lightning's CSV writer, except that an existing metrics.csv is continued (rows kept,
+    header and columns taken over) where Lightning deletes it."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+                self.metrics_keys = next(csv.reader(file), [])
+
+
+class ContinuedCSVLogger(CSVLogger):
+    """``CSVLogger`` whose ``metrics.csv`` survives a resume into the same run folder.
+
+    Lightning's writer deletes an existing ``metrics.csv``; this one appends to it. Safe
+    because :func:`train` refuses a folder holding another run, or deletes that run first
+    (``overwrite=true``): an existing file can only be the resumed run's own history.
+    """
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _ContinuedWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+class KeepRunRecord(Callback):
+    """Hydra callback (``hydra.callbacks`` in configs/train.yaml): Hydra writes ``.hydra/``
+    into the run folder before the task starts, which would overwrite the record of an
+    earlier run there. A resume writes its own into ``.hydra/resume-<time>/``; a run that
+    will be refused writes none; other DDP ranks leave it to rank 0."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        run_dir = Path(str(OmegaConf.select(config, "hydra.run.dir")))
+        state = run_folder_state(
+            run_dir, config.get("ckpt_path"), bool(config.get("overwrite", False))
+        )
+        if rank_zero_only.rank != 0 or state == "refuse":
+            subdir = None
+        elif state == "resume":
+            subdir = f".hydra/resume-{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+        else:
+            return
+        with read_write(config.hydra):
+            config.hydra.output_subdir = subdir
