@@ -4,7 +4,8 @@
 
 Exit status: 0 every image written (or already there), 1 some skipped (each named), 2 nothing
 done (bad setting, checkpoint, output folder or an input that matches nothing), 130 Ctrl-C,
-143 SIGTERM; the table is in segnet/tasks/cli.py.
+143 SIGTERM (both print the summary so far; finished images are kept whole, a rerun resumes);
+the table is in segnet/tasks/cli.py.
 """
 
 from segnet.tasks.cli import run

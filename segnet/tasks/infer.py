@@ -461,7 +461,7 @@ def infer(cfg: DictConfig, summary: Summary | None = None) -> Summary:
 
     def skip(job: Job, reason: str) -> None:
         summary.skipped.append((str(job.source), reason))
-        bar.write(f"skipped {job.source}: {reason}")
+        bar.write(f"skipped {job.source}: {reason}", file=sys.stderr)
 
     def settle(limit: int) -> None:
         while len(pending) > limit:
