@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -99,7 +100,7 @@ def overlay(
 
 
 def plot_confusion_matrix(
-    confmat: np.ndarray, class_names: Sequence[str], path: str | Path, title: str = ""
+    confmat: np.ndarray, class_names: Sequence[str], path: str | Path | BinaryIO, title: str = ""
 ) -> None:
     """Save a row-normalised confusion matrix (rows = ground truth, columns = prediction) as PNG.
 
@@ -138,4 +139,4 @@ def plot_confusion_matrix(
                 fontsize=font_size,
                 color=colour,
             )
-    fig.savefig(path)
+    fig.savefig(path, format="png")

@@ -115,6 +115,13 @@ def test_missing_split_file(tmp_path):
         VOCSegmentationDataset(str(tmp_path), "val")
 
 
+def test_empty_split_file_is_an_error_for_training_and_evaluation(tmp_path):
+    voc = make_voc(tmp_path)
+    (voc / "ImageSets/Segmentation/val.txt").write_text("\n  \n")
+    with pytest.raises(DataError, match=r"split file .*Segmentation/val\.txt lists no images"):
+        VOCSegmentationDataset(str(tmp_path), "val")
+
+
 def test_any_split_name_works(tmp_path):
     """torchvision's reader refuses splits other than train/val/trainval; ours reads any."""
     voc = make_voc(tmp_path)

@@ -151,7 +151,7 @@ def voc_split_files(
     name (torchvision's reader accepts only train, val and trainval).
 
     Raises:
-        DataError: ``root``, its VOCdevkit or the split file is missing or unreadable.
+        DataError: ``root``, its VOCdevkit or the split file is missing, unreadable or empty.
     """
     require_voc_dir(root, year)
     split_file = voc_split_file(root, image_set, year)
@@ -163,6 +163,9 @@ def voc_split_files(
         raise DataError(f"split file {split_file}: cannot read it ({err})") from err
     base = voc_dir(root, year)
     ids = [i for i in ids if i]
+    if not ids:
+        # Training on it would do nothing and evaluating it would report null metrics.
+        raise DataError(f"split file {split_file} lists no images")
     images = [str(base / "JPEGImages" / f"{i}.jpg") for i in ids]
     masks = [str(base / "SegmentationClass" / f"{i}.png") for i in ids]
     return images, masks

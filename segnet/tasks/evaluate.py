@@ -149,9 +149,6 @@ def _evaluate(cfg: DictConfig, rank: int, world: int, device: torch.device) -> d
     # Under torch.distributed its sampler is the datamodule's unpadded one: this rank's share.
     reference = datamodule.eval_dataloader(cfg.split)
     dataset, indices = reference.dataset, list(reference.sampler)
-    split_file = voc_split_file(datamodule.root, cfg.split, datamodule.year)
-    if len(dataset) == 0:
-        raise DataError(f"split file {split_file} lists no images: there is nothing to evaluate")
     _on_rank_zero(lambda: _check_output_dir(out, datamodule), rank, world, device)
 
     sizes = [image_size(dataset.images[i]) for i in indices]
@@ -175,7 +172,8 @@ def _evaluate(cfg: DictConfig, rank: int, world: int, device: torch.device) -> d
         dist.all_reduce(confmat)
     if confmat.sum() == 0:
         raise DataError(
-            f"split file {split_file}: none of its {len(dataset)} images has a labelled pixel "
+            f"split file {voc_split_file(datamodule.root, cfg.split, datamodule.year)}: none of "
+            f"its {len(dataset)} images has a labelled pixel "
             "(every mask pixel is 255, ignore): there is nothing to score"
         )
     if rank != 0:
