@@ -10,6 +10,7 @@ import torch.nn.functional as F
 import torchvision
 
 from segnet.models import BACKBONES, FCN, VARIANTS, PretrainedWeightsUnavailable
+from segnet.models.backbones import VGGTrunk
 
 
 @pytest.fixture(scope="module")
@@ -27,24 +28,13 @@ def test_logits_have_the_input_size(resnet18_models, variant, shape):
     assert torch.isfinite(logits).all()
 
 
-@pytest.fixture(scope="module")
-def five_class_models() -> dict[str, FCN]:
-    """One FCN-8s per backbone, built on first use."""
-    return {}
-
-
-def _five_class(cache: dict[str, FCN], backbone: str) -> FCN:
-    if backbone not in cache:
-        torch.manual_seed(0)
-        cache[backbone] = FCN(num_classes=5, backbone=backbone).eval()
-    return cache[backbone]
-
-
 @pytest.mark.parametrize("backbone", BACKBONES)
-def test_every_backbone_gives_stride_8_16_32_maps(five_class_models, backbone):
-    model = _five_class(five_class_models, backbone)
-    x = torch.randn(1, 3, 64, 96)
-    with torch.no_grad():
+def test_every_backbone_gives_stride_8_16_32_maps(backbone):
+    # Shapes only: on the meta device nothing is allocated or computed (VGG16 alone would
+    # spend seconds initialising 134M weights).
+    with torch.device("meta"):
+        model = FCN(num_classes=5, backbone=backbone).eval()
+        x = torch.empty(1, 3, 64, 96)
         maps = model.backbone(x)
         logits = model(x[..., :50, :70])
     assert [tuple(m.shape) for m in maps] == [
@@ -54,16 +44,32 @@ def test_every_backbone_gives_stride_8_16_32_maps(five_class_models, backbone):
     assert logits.shape == (1, 5, 50, 70)
 
 
-def test_vgg16_fc6_fc7_are_the_classifier_made_convolutional(five_class_models):
-    # torchvision's VGG feeds its classifier torch.flatten(pool5, 1) (C, 7, 7 order); on a
-    # 7x7 pool5 the centre cell of the padded 7x7 fc6 conv sees exactly that whole input.
-    fc67 = _five_class(five_class_models, "vgg16").backbone.fc67
-    fc6, fc7 = fc67[0], fc67[3]
-    pool5 = torch.randn(1, 512, 7, 7)
+def test_vgg16_fc6_fc7_are_the_classifier_made_convolutional():
+    """fc6/fc7 of VGGTrunk reuse the classifier's Linear weights: on a 7x7 pool5, the centre
+    cell of the padded 7x7 fc6 conv computes exactly torchvision's fc6 of flatten(pool5)."""
+    with torch.device("meta"):
+        net = torchvision.models.vgg16()
+    # Real classifier layers, uninitialised (no 400 MB written): only the rows checked get values.
+    fc6 = torch.nn.utils.skip_init(torch.nn.Linear, 512 * 7 * 7, 4096)
+    fc7 = torch.nn.utils.skip_init(torch.nn.Linear, 4096, 4096)
+    rows = slice(0, 8)
+    torch.manual_seed(0)
     with torch.no_grad():
-        hidden = F.relu(F.linear(pool5.flatten(1), fc6.weight.flatten(1), fc6.bias))
-        expected = F.relu(F.linear(hidden, fc7.weight.flatten(1), fc7.bias))
-        torch.testing.assert_close(fc67(pool5)[..., 3, 3], expected)
+        for layer in (fc6, fc7):
+            layer.weight[rows].normal_(std=0.01)
+            layer.bias.normal_()
+    net.classifier[0], net.classifier[3] = fc6, fc7
+    conv6, conv7 = VGGTrunk(net).fc67[0], VGGTrunk(net).fc67[3]
+    assert (conv6.kernel_size, conv6.padding, conv7.kernel_size) == ((7, 7), (3, 3), (1, 1))
+    pool5, hidden = torch.randn(1, 512, 7, 7), torch.randn(1, 4096, 1, 1)
+    with torch.no_grad():
+        # Where the padded conv's centre cell sees all of pool5, no padding is involved.
+        centre = F.conv2d(pool5, conv6.weight[rows], conv6.bias[rows])[..., 0, 0]
+        torch.testing.assert_close(centre, fc6(pool5.flatten(1))[:, rows])
+        torch.testing.assert_close(
+            F.conv2d(hidden, conv7.weight[rows], conv7.bias[rows])[..., 0, 0],
+            fc7(hidden.flatten(1))[:, rows],
+        )
 
 
 def test_mobilenet_batch_norm_uses_the_default_momentum():
