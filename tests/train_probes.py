@@ -1,0 +1,95 @@
+"""Lightning callbacks the training tests plug in through the config
+(``+callbacks.NAME._target_=train_probes.Class``), in the test process or in the processes a
+script starts (with ``tests/`` on PYTHONPATH)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, RandomSampler
+
+
+class SameDataEachEpoch(pl.Callback):
+    """Makes each training epoch's batches a function of the epoch number alone.
+
+    Lightning restores weights, optimiser, schedule and loop state, not the random state, so a
+    resumed epoch would draw another order and other crops (num_workers=0: all drawn in the main
+    process from the epoch's first batch on) and its losses could not be compared with those of
+    an uninterrupted run. The reseed happens as the sampler starts, at the epoch's first batch:
+    hooks such as ``on_train_epoch_start`` run before the epoch's iterator is made in one case
+    and after it in the other (a resumed fit makes its first one before restoring the epoch).
+    """
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        datamodule = trainer.datamodule
+        make_loader = datamodule.train_dataloader
+
+        def seeded_loader() -> DataLoader:
+            loader = make_loader()
+            loader.sampler.__class__ = _EpochSeededSampler
+            loader.sampler.trainer = trainer
+            return loader
+
+        datamodule.train_dataloader = seeded_loader
+
+
+class _EpochSeededSampler(RandomSampler):
+    trainer: pl.Trainer
+
+    def __iter__(self) -> Iterator[int]:
+        pl.seed_everything(1000 + self.trainer.current_epoch, verbose=False)
+        yield from super().__iter__()
+
+
+class CrashAtStep(pl.Callback):
+    """Raises as the batch of global step ``step`` starts, as a crash or kill would."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError(f"injected crash at step {self.step}")
+
+
+class RankRecorder(pl.Callback):
+    """Writes ``<out>/rank<R>.pt`` per process when fit ends: the weights it started and ended
+    with, how many checkpoint files it wrote, and whether any of its modules sync batch norm."""
+
+    def __init__(self, out: str) -> None:
+        self.out = Path(out)
+        self.saves = 0
+        self.start: dict[str, torch.Tensor] = {}
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        io = trainer.strategy.checkpoint_io
+        save = io.save_checkpoint
+
+        def counted(*args, **kwargs):
+            self.saves += 1
+            return save(*args, **kwargs)
+
+        io.save_checkpoint = counted
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.start = _parameters(pl_module)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        record = {
+            "world_size": trainer.world_size,
+            "start": self.start,
+            "end": _parameters(pl_module),
+            "saves": self.saves,
+            "sync_batchnorm": any(
+                isinstance(m, torch.nn.SyncBatchNorm) for m in pl_module.modules()
+            ),
+        }
+        self.out.mkdir(parents=True, exist_ok=True)
+        torch.save(record, self.out / f"rank{trainer.global_rank}.pt")
+
+
+def _parameters(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in module.named_parameters()}
