@@ -388,14 +388,10 @@ def _probs_file(path: Path, shape: tuple[int, ...]) -> np.memmap:
     """A float16 .npy of ``shape`` mapped into memory, its blocks allocated now: a full disk
     fails here with OSError, not later as SIGBUS on a write into a sparse hole."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        array = np.lib.format.open_memmap(path, "w+", np.float16, shape)
-        with open(path, "r+b") as f:
-            if hasattr(os, "posix_fallocate"):  # not on macOS
-                os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
+    array = np.lib.format.open_memmap(path, "w+", np.float16, shape)
+    with open(path, "r+b") as f:
+        if hasattr(os, "posix_fallocate"):  # not on macOS
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
     return array
 
 
