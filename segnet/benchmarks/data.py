@@ -34,6 +34,7 @@ SECTION = "data"
 WIDTH, HEIGHT = 500, 375
 CROP = (320, 480)
 BATCH = 8
+STEP_BACKBONE = "resnet18"  # of the FCN-8s whose training step the loader must keep up with
 TARGET_RATIO = 3.0
 
 
@@ -104,9 +105,9 @@ def _loader_rate(root: Path, batches: int) -> float:
 
 
 def _train_step_rate(steps: int, device: torch.device) -> float:
-    """Images/s of FCN-8s/resnet18 forward + backward + SGD step, batch 8, 320x480."""
+    """Images/s of an FCN-8s forward + backward + SGD step, batch ``BATCH``, ``CROP`` pixels."""
     torch.manual_seed(0)
-    model = FCN(num_classes=21, backbone="resnet18", variant="fcn8s").to(device).train()
+    model = FCN(num_classes=21, backbone=STEP_BACKBONE, variant="fcn8s").to(device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
     images = torch.randn(BATCH, 3, *CROP, device=device)
     masks = torch.randint(0, 21, (BATCH, *CROP), device=device)
@@ -153,7 +154,8 @@ def run(quick: bool) -> list[Result]:
         Result(SECTION, case, "throughput", loader * BATCH, "img/s", target, ratio >= TARGET_RATIO),
         Result(
             SECTION,
-            f"FCN-8s/resnet18 train step, batch {BATCH}, 320x480 ({device.type})",
+            f"FCN-8s/{STEP_BACKBONE} train step, batch {BATCH}, {CROP[0]}x{CROP[1]} "
+            f"({device.type})",
             "throughput",
             step,
             "img/s",

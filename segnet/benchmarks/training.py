@@ -40,6 +40,11 @@ SECTION = "training"
 DEMO_TARGET_MIOU = 0.60
 DEMO_TARGET_SECONDS = 300.0
 TRAIN_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train.py"
+# quick -> (backbones, (height, width), batch, warm-up steps, timed steps)
+THROUGHPUT_CASES = {
+    True: (("resnet18",), (160, 240), 2, 1, 2),
+    False: (("resnet18", "resnet50"), (320, 480), 8, 2, 6),
+}
 
 
 def run(quick: bool) -> list[Result]:
@@ -52,9 +57,7 @@ def run(quick: bool) -> list[Result]:
 
 
 def _throughput(quick: bool) -> list[Result]:
-    backbones = ("resnet18",) if quick else ("resnet18", "resnet50")
-    (height, width), batch = ((160, 240), 2) if quick else ((320, 480), 8)
-    warmup, repeats = (1, 2) if quick else (2, 6)
+    backbones, (height, width), batch, warmup, repeats = THROUGHPUT_CASES[quick]
     torch.manual_seed(0)
     images = torch.randn(batch, 3, height, width)
     masks = torch.randint(0, 21, (batch, height, width))
