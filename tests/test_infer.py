@@ -22,7 +22,8 @@ from PIL import Image, ImageOps
 from segnet.data.voc import voc_palette
 from segnet.tasks import infer as infer_module
 from segnet.tasks.cli import Terminated, guarded
-from segnet.tasks.infer import find_inputs, infer, infer_command, plan_jobs, recorded_source
+from segnet.tasks.infer import infer, infer_command
+from segnet.tasks.infer_inputs import find_inputs, plan_jobs, recorded_source
 
 REPO = Path(__file__).resolve().parents[1]
 NOBODY = 65534
