@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from segnet import visualize
 from segnet.data.voc import VOC_CLASSES, voc_palette
 from segnet.visualize import class_label, colorize, overlay, plot_confusion_matrix
 
@@ -65,12 +66,31 @@ def test_class_labels_name_void_and_unknown_indices():
     ]
 
 
-def test_confusion_matrix_plot_is_written_for_21_classes(tmp_path):
+def test_confusion_matrix_plot_shows_each_true_class_row_normalised(tmp_path, monkeypatch):
+    figures = []
+
+    class Recorded(visualize.Figure):  # the figure the function draws, kept for inspection
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            figures.append(self)
+
+    monkeypatch.setattr(visualize, "Figure", Recorded)
     rng = np.random.default_rng(0)
     confmat = rng.integers(0, 1000, (21, 21)) + np.eye(21, dtype=np.int64) * 20000
     confmat[7] = 0  # a class absent from the ground truth: an empty row, no division by zero
     plot_confusion_matrix(confmat, VOC_CLASSES, tmp_path / "cm.png", title="val")
     with Image.open(tmp_path / "cm.png") as image:
         assert image.format == "PNG" and min(image.size) >= 900
+    (ax,) = [a for a in figures[0].axes if a.images]
+    shown = np.asarray(ax.images[0].get_array())
+    expected = confmat / np.maximum(confmat.sum(1, keepdims=True), 1)
+    np.testing.assert_allclose(shown, expected)
+    assert np.allclose(np.delete(shown.sum(1), 7), 1) and shown[7].sum() == 0
+    cells = {
+        (round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in ax.texts
+    }
+    assert cells[(3, 3)] == f"{100 * expected[3, 3]:.0f}" and (7, 7) not in cells
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(VOC_CLASSES)
+    assert ax.get_title() == "val"
     with pytest.raises(ValueError, match="class names"):
         plot_confusion_matrix(confmat, VOC_CLASSES[:5], tmp_path / "bad.png")
