@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -117,6 +118,20 @@ def test_guarded_turns_sigterm_into_terminated_and_restores_the_handler():
     assert seen == [before]  # handle_sigterm=False leaves SIGTERM alone (train: Lightning's)
 
 
+@pytest.fixture
+def hydra_logging_undone():
+    """Hydra configures the process's logging (check_data's config disables every existing
+    logger); undo it so later tests in this process still see their log records."""
+    loggers = [logging.getLogger(name) for name in logging.root.manager.loggerDict]
+    state = [(lg, lg.disabled, lg.level) for lg in loggers if isinstance(lg, logging.Logger)]
+    root_level, root_handlers = logging.root.level, list(logging.root.handlers)
+    yield
+    for logger, disabled, level in state:
+        logger.disabled, logger.level = disabled, level
+    logging.root.setLevel(root_level)
+    logging.root.handlers[:] = root_handlers
+
+
 def _run(monkeypatch, task, *argv: str) -> int:
     monkeypatch.setattr(sys, "argv", ["check_data.py", *argv])
     with pytest.raises(SystemExit) as stop:
@@ -125,7 +140,9 @@ def _run(monkeypatch, task, *argv: str) -> int:
     return stop.value.code
 
 
-def test_run_exits_2_for_a_command_line_hydra_cannot_parse(monkeypatch, capsys):
+def test_run_exits_2_for_a_command_line_hydra_cannot_parse(
+    monkeypatch, capsys, hydra_logging_undone
+):
     ran = []
     assert _run(monkeypatch, ran.append, "root") == cli.EXIT_USAGE  # "root" lacks "=value"
     assert _run(monkeypatch, ran.append, "no_such_key=1") == cli.EXIT_USAGE
@@ -133,7 +150,7 @@ def test_run_exits_2_for_a_command_line_hydra_cannot_parse(monkeypatch, capsys):
     assert "Error parsing override" in capsys.readouterr().err
 
 
-def test_run_exits_with_the_tasks_status(monkeypatch, tmp_path):
+def test_run_exits_with_the_tasks_status(monkeypatch, tmp_path, hydra_logging_undone):
     assert _run(monkeypatch, lambda cfg: cli.EXIT_PARTIAL, f"root={tmp_path}") == 1
     assert _run(monkeypatch, lambda cfg: None, f"root={tmp_path}") == 0
     assert _run(monkeypatch, lambda cfg: 1 / 0, f"root={tmp_path}") == cli.EXIT_BUG
