@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from segnet.data.datamodule import whole_image_collate
+from segnet.data.transforms import pad_collate
 from segnet.metrics import confusion_scores
 from segnet.models import FCN
 from segnet.system import SegmentationSystem
@@ -174,3 +176,35 @@ def test_overfits_one_batch():
     # Both are the last epoch's, i.e. the last step's: one batch per epoch.
     assert trainer.callback_metrics["train/loss"].item() < initial_loss / 10
     assert trainer.callback_metrics["train/miou"].item() >= 0.9
+
+
+def test_validation_predicts_each_image_alone_at_its_own_size():
+    """Lists of images of different sizes (the data module's validation batches) give the
+    matrix of each image predicted alone, whatever shares its batch, and the loss over all of
+    their labelled pixels; padding the small image to the large one's size would change it."""
+    torch.manual_seed(0)
+    # The FCN itself pads 40x52 to 64x64; only a larger neighbour (96x96) pads it further.
+    images, masks = shapes_batch(n=2, size=96)
+    items = [(images[0, :, :40, :52], masks[0, :40, :52]), (images[1], masks[1])]
+    system = small_system()
+    for layer in (system.model.score32, system.model.score16, system.model.score8):
+        torch.nn.init.normal_(layer.weight, std=0.5)  # zero-initialised skips: vary the output
+    system.eval()
+    with torch.no_grad():
+        alone = [system(image[None]).argmax(1)[0] for image, _ in items]
+        padded = system(pad_collate(items)[0]).argmax(1)[0, :40, :52]
+        logits = [system(image[None])[0] for image, _ in items]
+    assert not torch.equal(padded, alone[0])  # so the check below can tell the two apart
+    assert len({int(c) for pred in alone for c in pred.unique()}) >= 2
+
+    batches = DataLoader(items, batch_size=2, collate_fn=whole_image_collate)
+    quiet_trainer().validate(system, batches, verbose=False)
+    expected = torch.zeros(3, 3, dtype=torch.long)
+    for pred, (_, mask) in zip(alone, items, strict=True):
+        valid = mask != 255
+        expected += torch.bincount(mask[valid] * 3 + pred[valid], minlength=9).reshape(3, 3)
+    assert system.val_scores["confmat"] == expected.tolist()
+    flat_logits = torch.cat([scores.flatten(1).T for scores in logits])
+    flat_masks = torch.cat([mask.flatten() for _, mask in items])
+    loss = F.cross_entropy(flat_logits, flat_masks, ignore_index=255)
+    assert system.trainer.callback_metrics["val/loss"].item() == pytest.approx(loss.item())
