@@ -3,9 +3,12 @@
 torch's ``DistributedSampler`` pads the index list by repeating samples so all ranks get the
 same count; during evaluation those repeats are counted twice in the confusion matrix. This
 one shards ``rank, rank + world, ...`` without padding, so ranks may differ by one sample
-(and one batch). That is safe for evaluation under DDP: a forward pass under ``no_grad``
-runs no collective, so ranks only meet again when the metrics synchronise at epoch end.
-(Do not use it for training, where DDP synchronises every backward pass.)
+(and one batch). That is safe for evaluation under DDP: the only collective of an evaluation
+forward pass is in each rank's first one, where DDP broadcasts rank 0's buffers (so batch-norm
+statistics kept per process on CPU are rank 0's, those saved in the checkpoint); every rank has
+at least one batch, and later passes under ``no_grad`` run none, so ranks next meet when the
+metrics synchronise at epoch end. (Do not use it for training, where DDP synchronises every
+backward pass.)
 
 Because it *is* a ``DistributedSampler``, Lightning leaves a loader that uses it alone
 instead of injecting its own padded one.
