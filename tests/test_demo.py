@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -249,14 +248,6 @@ def test_make_demo_read_only_root(capsys, root):
     status, err = _make_demo(capsys, root)
     assert status == EXIT_USAGE
     _one_error_line(err, f"cannot write the demo dataset into {root} (")
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores permission bits")
-def test_make_demo_unwritable_folder(tmp_path, capsys):
-    (tmp_path / "ro").mkdir(mode=0o555)
-    status, err = _make_demo(capsys, tmp_path / "ro")
-    assert status == EXIT_USAGE
-    _one_error_line(err, f"cannot write the demo dataset into {tmp_path}/ro (Permission denied)")
 
 
 def test_make_demo_refuses_a_real_dataset_at_root(tmp_path, capsys):
