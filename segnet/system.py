@@ -192,6 +192,18 @@ class SegmentationSystem(pl.LightningModule):
         # Plain floats, strings and lists: the metrics the checkpoint was saved with.
         checkpoint["val_metrics"] = self.val_scores
 
+    def on_train_start(self) -> None:
+        # A resumed fit restores the optimiser with the lr the old schedule had reached. If the
+        # run is now longer (max_epochs or max_steps raised) its first step would still use
+        # that lr (0 at the old end) before the scheduler first steps: set the schedule's own.
+        for config in self.trainer.lr_scheduler_configs:
+            scheduler = config.scheduler
+            groups = scheduler.optimizer.param_groups
+            for group, base, factor in zip(
+                groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True
+            ):
+                group["lr"] = base * factor(scheduler.last_epoch)
+
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
         groups = [

@@ -98,6 +98,30 @@ def test_poly_schedule_with_warmup_and_backbone_multiplier():
     assert seen[99][1] == pytest.approx(0.1 * 0.01**0.9)
 
 
+def test_a_resumed_longer_run_starts_at_its_own_schedules_lr_not_the_old_end():
+    old = small_system(lr=0.1, poly_power=1.0)
+    old.trainer = SimpleNamespace(estimated_stepping_batches=4)
+    optimizer, scheduler = _optimizer_and_scheduler(old)
+    for _ in range(4):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[1]["lr"] == 0.0  # the end of a 4-step schedule
+
+    resumed = small_system(lr=0.1, poly_power=1.0)
+    resumed.trainer = SimpleNamespace(estimated_stepping_batches=8)  # max_steps raised to 8
+    new_optimizer, new_scheduler = _optimizer_and_scheduler(resumed)
+    new_optimizer.load_state_dict(optimizer.state_dict())  # what Lightning's restore does
+    new_scheduler.load_state_dict(scheduler.state_dict())
+    resumed.trainer.lr_scheduler_configs = [SimpleNamespace(scheduler=new_scheduler)]
+    resumed.on_train_start()
+    assert new_optimizer.param_groups[1]["lr"] == pytest.approx(0.1 * (1 - 4 / 8))
+
+
+def _optimizer_and_scheduler(system):
+    config = system.configure_optimizers()
+    return config["optimizer"], config["lr_scheduler"]["scheduler"]
+
+
 def test_adamw_and_infinite_schedule_rejected():
     system = small_system(optimizer="adamw", lr=1e-3, weight_decay=0.01)
     system.trainer = SimpleNamespace(estimated_stepping_batches=10)
