@@ -6,7 +6,8 @@ For ``input/<dirs>/NAME.ext`` it writes ``output_dir/<dirs>/NAME.png`` (palette 
 indices, exactly the image's size after EXIF orientation), ``output_dir/overlays/<dirs>/NAME.jpg``
 (colours blended over the image, with a legend) and, with ``save_probs=true``,
 ``output_dir/probs/<dirs>/NAME.npy`` (float16 (C, H, W) softmax probabilities). Where NAME
-would be ambiguous the extension stays in it (``a.jpg.png``); see :func:`segnet.tasks.infer_inputs.plan_jobs`.
+would be ambiguous the extension stays in it (``a.jpg.png``); see
+:func:`segnet.tasks.infer_inputs.plan_jobs`.
 
 Masks and overlays record the input they were made from (PNG text / JPEG comment
 ``segnet-infer-source``): a rerun counts an image as done only if its mask says so, and an
