@@ -23,7 +23,7 @@ DEMO_IMAGES := $${SEGNET_DATA:-data}/demo/VOCdevkit/VOC2012/JPEGImages/demo_val_
 demo: $(STAMP)
 	$(PY) scripts/train.py experiment=demo hydra.run.dir=$(DEMO_DIR)/train
 	$(PY) scripts/evaluate.py data=demo ckpt_path=$(DEMO_DIR)/train/checkpoints/best.ckpt \
-		hydra.run.dir=$(DEMO_DIR)/eval
+		output_dir=$(DEMO_DIR)/eval
 	$(PY) scripts/infer.py ckpt_path=$(DEMO_DIR)/train/checkpoints/best.ckpt \
 		"input=$(DEMO_IMAGES)" output_dir=$(DEMO_DIR)/infer
 	@echo

@@ -201,6 +201,11 @@ def test_the_valid_config_passes(valid):
         (["data.root=/nonexistent/voc"], "data.root='/nonexistent/voc': dataset root"),
         (["data=voc_aug"], "data=voc_aug needs SBD in "),
         (["precision=64"], "precision=64 is unknown"),
+        pytest.param(
+            ["trainer=gpu"],
+            "trainer.accelerator=gpu but this machine has no CUDA GPU",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU machine"),
+        ),
         (
             ["trainer.max_epochs=-1", "trainer.max_steps=-1"],
             "trainer.max_epochs and trainer.max_steps are both -1",

@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig
 from pytorch_lightning.utilities import rank_zero_only
 
@@ -166,6 +167,12 @@ def _run_problems(cfg: DictConfig) -> list[str]:
         problems.append(
             "trainer.max_epochs and trainer.max_steps are both -1: the poly lr schedule needs "
             "a finite run; set one of them"
+        )
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        problems.append(
+            f"trainer.accelerator={accelerator} but this machine has no CUDA GPU; use "
+            "trainer=cpu (or trainer.accelerator=auto)"
         )
     if cfg.ckpt_path is not None:
         problems += _checkpoint_problems(cfg)
