@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import urllib.error
 from pathlib import Path
 
 # The tests' tensors are tiny and several processes (pytest, the entry points it starts, their
@@ -49,3 +50,19 @@ def checkpoint(tiny_voc_root, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
     trainer.save_checkpoint(path)
     return path
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path) -> list[str]:
+    """An empty torch hub cache and a download that fails the way it does without a network;
+    returns the URLs a download was attempted from."""
+    calls: list[str] = []
+
+    def no_network(url, dst, *args, **kwargs):
+        calls.append(url)
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    return calls

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import urllib.error
 from pathlib import Path
 
 import hydra
@@ -60,21 +59,6 @@ def build(
         cfg.trainer, accelerator="cpu", callbacks=callbacks, logger=loggers
     )
     return datamodule, system, trainer
-
-
-@pytest.fixture
-def offline(monkeypatch, tmp_path) -> list[str]:
-    """No network and an empty torch hub cache: the URLs a download was attempted from."""
-    calls: list[str] = []
-
-    def no_network(url, dst, *args, **kwargs):
-        calls.append(url)
-        raise urllib.error.URLError("no network in this test")
-
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(torch.hub, "_hub_dir", None)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
-    return calls
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import urllib.error
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -182,21 +180,6 @@ def test_state_dict_round_trips_with_weights_only(tmp_path):
     x = torch.randn(1, 3, 45, 77)
     with torch.no_grad():
         torch.testing.assert_close(again(x), model(x), rtol=0, atol=0)
-
-
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    """An empty torch hub cache and a download that fails the way it does without a network."""
-    calls = []
-
-    def no_network(url, dst, *args, **kwargs):
-        calls.append(url)
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(torch.hub, "_hub_dir", None)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
-    return calls
 
 
 @pytest.mark.parametrize(

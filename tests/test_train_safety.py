@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
 from pathlib import Path
 
 import pytest
@@ -231,14 +230,8 @@ def test_batch_larger_than_the_training_set_stops_before_training(tiny_voc_root,
 
 
 def test_pretrained_weights_offline_gives_a_clean_message_with_config_keys(
-    tiny_voc_root, tmp_path, monkeypatch
+    tiny_voc_root, tmp_path, offline
 ):
-    def no_network(url, dst, *args, **kwargs):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(torch.hub, "_hub_dir", None)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     cfg = compose_train(tiny(tiny_voc_root, "model.pretrained=true", f"output_dir={tmp_path}"))
     with pytest.raises(InstantiationException) as err:
         train(cfg)
