@@ -19,6 +19,7 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from segnet.data.voc import IGNORE_INDEX, VOC_CLASSES
+from segnet.inference import class_map
 from segnet.metrics import confusion_scores
 from segnet.models import FCN
 
@@ -137,7 +138,7 @@ class SegmentationSystem(pl.LightningModule):
     def predict_step(self, batch: Tensor | Sequence[Tensor], batch_idx: int) -> Tensor:
         """Class maps (N, H, W) int64 for a batch of images, with or without masks."""
         images = batch if isinstance(batch, Tensor) else batch[0]
-        return self(images).argmax(dim=1)
+        return _classes(self(images))
 
     def _eval_step(
         self, batch: tuple[Tensor, Tensor] | tuple[list[Tensor], list[Tensor]], stage: str
@@ -147,14 +148,16 @@ class SegmentationSystem(pl.LightningModule):
         images, masks = batch
         if isinstance(images, Tensor):
             logits = self(images)
+            predicted = _classes(logits)
         else:
             # Each image alone, as scripts/evaluate.py predicts it: its prediction then depends
             # on nothing else in the batch, so one process and several give the same pixels.
-            per_image = [self(image[None])[0] for image in images]
-            logits = torch.cat([scores.flatten(1).T for scores in per_image])
+            per_image = [self(image[None]) for image in images]
+            predicted = torch.cat([_classes(scores).flatten() for scores in per_image])
+            logits = torch.cat([scores[0].flatten(1).T for scores in per_image])
             masks = torch.cat([mask.flatten() for mask in masks])
         loss = self.loss(logits, masks)
-        self._confmat(stage).update(logits.argmax(dim=1), masks)
+        self._confmat(stage).update(predicted, masks)
         self.log(
             f"{stage}/loss", loss, prog_bar=stage == "val", sync_dist=True, batch_size=len(images)
         )
@@ -240,6 +243,13 @@ class SegmentationSystem(pl.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "lr"},
         }
+
+
+def _classes(logits: Tensor) -> Tensor:
+    """Class map (N, H, W) of logits (N, C, H, W), decided as evaluation decides it: on the
+    float32 softmax probabilities, where two classes can tie that the logits still told apart
+    (one pixel in 10^5 or so), ties going to the lower class."""
+    return class_map(logits.float().softmax(dim=1))
 
 
 def _default_class_names(num_classes: int) -> list[str]:

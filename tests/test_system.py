@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from segnet.data.datamodule import whole_image_collate
 from segnet.data.transforms import pad_collate
+from segnet.inference import Predictor
 from segnet.metrics import confusion_scores
 from segnet.models import FCN
 from segnet.system import SegmentationSystem
@@ -232,3 +233,31 @@ def test_validation_predicts_each_image_alone_at_its_own_size():
     flat_masks = torch.cat([mask.flatten() for _, mask in items])
     loss = F.cross_entropy(flat_logits, flat_masks, ignore_index=255)
     assert system.trainer.callback_metrics["val/loss"].item() == pytest.approx(loss.item())
+
+
+class _NearTie(torch.nn.Module):
+    """Logits of class 1 one float step above class 0's: argmax of the logits says 1, while
+    their float32 softmax probabilities tie (and ties go to the lower class, 0)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(()))  # where Predictor finds the device
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = images.shape
+        logits = torch.full((n, 3, h, w), -10.0)
+        logits[:, 0] = 0.1
+        logits[:, 1] = torch.nextafter(torch.tensor(0.1), torch.tensor(1.0))
+        return logits
+
+
+def test_validation_decides_classes_as_evaluation_does_even_where_probabilities_tie():
+    system = small_system()
+    system.model = _NearTie()
+    image, mask = torch.zeros(3, 4, 5), torch.zeros(4, 5, dtype=torch.long)
+    evaluation = Predictor(system.model).predict(image[None])
+    assert evaluation.unique().tolist() == [0]  # the tie went to class 0
+    assert system.model(image[None]).argmax(1).unique().tolist() == [1]  # the logits say 1
+    batches = DataLoader([(image, mask)], batch_size=1, collate_fn=whole_image_collate)
+    quiet_trainer().validate(system, batches, verbose=False)
+    assert system.val_scores["confmat"] == [[20, 0, 0], [0, 0, 0], [0, 0, 0]]
