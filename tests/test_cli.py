@@ -147,7 +147,23 @@ def test_run_exits_2_for_a_command_line_hydra_cannot_parse(
     assert _run(monkeypatch, ran.append, "root") == cli.EXIT_USAGE  # "root" lacks "=value"
     assert _run(monkeypatch, ran.append, "no_such_key=1") == cli.EXIT_USAGE
     assert ran == []
-    assert "Error parsing override" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "Error parsing override" in err
+    assert err.rstrip().endswith(cli.QUOTING_HINT)
+
+
+def test_run_exits_130_without_a_traceback_for_ctrl_c_before_the_task_starts(
+    monkeypatch, capsys, hydra_logging_undone
+):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    # Ctrl-C while Hydra parses (the module, not the hydra.main function it exports)
+    monkeypatch.setattr(sys.modules["hydra.main"], "_run_hydra", interrupted)
+    ran = []
+    assert _run(monkeypatch, ran.append, "root=x") == cli.EXIT_INTERRUPTED
+    assert ran == []
+    assert capsys.readouterr().err == "interrupted (Ctrl-C)\n"
 
 
 def test_run_exits_with_the_tasks_status(monkeypatch, tmp_path, hydra_logging_undone):

@@ -446,6 +446,18 @@ def test_an_unusable_output_folder_is_one_line_before_any_work(tmp_path, capsys)
         assert err.startswith("error: output_dir=") and problem in err and err.count("\n") == 1
 
 
+def test_a_bad_alpha_is_one_line_before_anything_is_read_or_written(tmp_path, capsys):
+    photo(np.random.default_rng(8), 8, 8).save(tmp_path / "x.png")
+    missing = tmp_path / "no.ckpt"  # never read: alpha is checked first
+    cfg = config(missing, tmp_path / "x.png", tmp_path / "out", "alpha=2")
+    assert guarded(infer_command, cfg) == 2
+    assert (
+        capsys.readouterr().err
+        == "error: alpha=2 must be in [0, 1] (the overlay's colour weight)\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
 def test_output_dir_may_be_the_input_folder_or_above_it(checkpoint, tmp_path):
     photos, rng = tmp_path / "photos", np.random.default_rng(9)
     (photos / "sub").mkdir(parents=True)

@@ -37,6 +37,12 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 Task = Callable[[DictConfig], int | None]
 
+QUOTING_HINT = (
+    "error: the command line could not be parsed (Hydra's message above); a value holding "
+    "= , [ ] quotes or non-ASCII characters must be quoted for Hydra inside the shell's "
+    "quotes: \"key='value'\""
+)
+
 
 class Terminated(BaseException):
     """SIGTERM, raised in the main thread the way Ctrl-C raises KeyboardInterrupt, so a task
@@ -111,7 +117,8 @@ def run(task: Task, config_name: str, handle_sigterm: bool = True) -> None:
     """Parse the command line with Hydra (``configs/<config_name>.yaml``), run ``task``, exit.
 
     Hydra exits 1 for a command line it cannot parse or compose; that becomes 2 here, the
-    status of every "nothing was done" error.
+    status of every "nothing was done" error, with a line on quoting values. Ctrl-C before
+    the task starts is 130 without a traceback.
     """
     started = False
 
@@ -125,7 +132,11 @@ def run(task: Task, config_name: str, handle_sigterm: bool = True) -> None:
 
     try:
         main()
+    except KeyboardInterrupt:  # Ctrl-C while Hydra was still starting: nothing was done
+        print("interrupted (Ctrl-C)", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_INTERRUPTED) from None
     except SystemExit as stop:
         if stop.code == 1 and not started:
+            print(QUOTING_HINT, file=sys.stderr, flush=True)
             raise SystemExit(EXIT_USAGE) from None
         raise

@@ -209,6 +209,8 @@ def infer(cfg: DictConfig, summary: Summary | None = None) -> Summary:
         FileNotFoundError: ``input`` matches no image.
     """
     summary = Summary() if summary is None else summary
+    if not 0 <= cfg.alpha <= 1:  # used only when the first overlay is drawn: check it now
+        raise ValueError(f"alpha={cfg.alpha} must be in [0, 1] (the overlay's colour weight)")
     device = resolve_device(cfg.device)
     output_dir = Path(cfg.output_dir)
     found = find_inputs(str(cfg.input), output_dir)
