@@ -136,6 +136,15 @@ def test_training_writes_checkpoints_logs_and_report(trained):
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
 
 
+def test_resuming_a_finished_run_trains_nothing_and_says_so(trained, voc7, tmp_path):
+    reference, _ = trained
+    last = reference / "checkpoints" / "last.ckpt"
+    cfg = compose_train(fast(voc7, f"ckpt_path={last}", f"output_dir={tmp_path / 'again'}"))
+    with pytest.raises(ValueError, match=f"global step {STEPS}.*nothing was trained; raise"):
+        train(cfg)
+    assert not (tmp_path / "again" / "checkpoints").exists()
+
+
 def test_checkpoint_reloads_with_the_same_val_metrics(trained, voc7):
     run_dir, _ = trained
     path = run_dir / "checkpoints" / "best.ckpt"

@@ -26,6 +26,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from segnet.checkpoint import read_checkpoint
 from segnet.system import SCORES, SegmentationSystem
 from segnet.tasks.cli import one_line
 from segnet.tasks.config import ConfigError, check_num_classes, check_train_config
@@ -99,7 +100,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     except Exception as err:
         _echo_stopped(trainer, type(err).__name__)
         raise
+    if cfg.ckpt_path is not None:
+        _require_some_training(cfg, trainer.global_step)
     return _report(trainer)
+
+
+def _require_some_training(cfg: DictConfig, global_step: int) -> None:
+    """ValueError if a resumed fit took no step: its checkpoint had already reached the end
+    the config sets (reporting the checkpoint's own run as this one's result would mislead)."""
+    resumed_at = read_checkpoint(Path(cfg.ckpt_path)).get("global_step")
+    if global_step == resumed_at:
+        raise ValueError(
+            f"ckpt_path={cfg.ckpt_path} had already reached the end this config sets "
+            f"(global step {global_step}, trainer.max_epochs={cfg.trainer.get('max_epochs')}, "
+            f"trainer.max_steps={cfg.trainer.get('max_steps')}): nothing was trained; raise "
+            "trainer.max_epochs or trainer.max_steps to train it further"
+        )
 
 
 def _check_training_set(datamodule: pl.LightningDataModule, world_size: int) -> None:
