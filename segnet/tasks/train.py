@@ -83,6 +83,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero and replaces_run(cfg):
         _echo(f"overwrite=true: deleting the previous run's outputs in {cfg.output_dir}")
         delete_previous_run(Path(cfg.output_dir))
+    # Read now: a run resumed into its own folder rewrites that checkpoint.
+    resumed_at = (
+        None if cfg.ckpt_path is None else read_checkpoint(Path(cfg.ckpt_path))["global_step"]
+    )
     try:
         trainer.fit(system, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     except SIGTERMException as stop:
@@ -100,15 +104,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     except Exception as err:
         _echo_stopped(trainer, type(err).__name__)
         raise
-    if cfg.ckpt_path is not None:
-        _require_some_training(cfg, trainer.global_step)
+    if resumed_at is not None:
+        _require_some_training(cfg, resumed_at, trainer.global_step)
     return _report(trainer)
 
 
-def _require_some_training(cfg: DictConfig, global_step: int) -> None:
+def _require_some_training(cfg: DictConfig, resumed_at: int, global_step: int) -> None:
     """ValueError if a resumed fit took no step: its checkpoint had already reached the end
     the config sets (reporting the checkpoint's own run as this one's result would mislead)."""
-    resumed_at = read_checkpoint(Path(cfg.ckpt_path)).get("global_step")
     if global_step == resumed_at:
         raise ValueError(
             f"ckpt_path={cfg.ckpt_path} had already reached the end this config sets "
