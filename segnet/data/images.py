@@ -80,7 +80,9 @@ def _decode_jpeg(path: Path, img: Image.Image) -> Image.Image:
 
 
 def frame_count(path: str | Path) -> int:
-    """How many frames or pages ``path`` holds (animated GIF/PNG/WebP, multi-page TIFF, MPO).
+    """How many frames or pages ``path`` holds (animated GIF/PNG/WebP, multi-page TIFF).
+
+    A camera's MPO counts as 1: its second picture is a preview or depth map of the first.
 
     :func:`read_image` returns the first one only; a caller that got more than 1 here should
     say so. Reads the header and frame index only, not the pixels.
@@ -93,7 +95,7 @@ def frame_count(path: str | Path) -> int:
         raise DataError(f"{path}: file does not exist")
     try:
         with Image.open(path) as img:
-            return int(getattr(img, "n_frames", 1))
+            return 1 if img.format == "MPO" else int(getattr(img, "n_frames", 1))
     except Exception as err:  # as in _open_decoded: any Pillow error means a broken file
         raise DataError(f"{path}: cannot read image ({type(err).__name__}: {err})") from err
 

@@ -41,7 +41,7 @@ from torchvision.transforms.v2.functional import pil_to_tensor
 from tqdm import tqdm
 
 from segnet.checkpoint import load_model
-from segnet.data.images import DataError, read_image
+from segnet.data.images import DataError, frame_count, read_image
 from segnet.device import resolve_device
 from segnet.inference import Predictor, class_map, image_size, size_batches
 from segnet.outputs import (
@@ -124,11 +124,9 @@ class _Decode(Dataset):
 
 
 def _frames(path: Path) -> int:
-    # An MPO's second picture is a preview or depth map of the first, not another frame.
     try:
-        with Image.open(path) as image:
-            return 1 if image.format == "MPO" else getattr(image, "n_frames", 1)
-    except Exception:  # decoded a moment ago: one frame is the honest answer
+        return frame_count(path)
+    except DataError:  # decoded a moment ago: one frame is the honest answer
         return 1
 
 
