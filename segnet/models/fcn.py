@@ -89,8 +89,9 @@ class FCN(nn.Module):
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"FCN expects images of shape (N, 3, H, W), got {tuple(x.shape)}")
         height, width = x.shape[-2:]
-        if height % _ALIGN or width % _ALIGN:
-            x = F.pad(x, (0, -width % _ALIGN, 0, -height % _ALIGN))
+        # Unconditional (a zero pad is a copy): a branch on the size would be frozen into an
+        # exported graph at the traced size, and the pad amounts must stay shape arithmetic.
+        x = F.pad(x, (0, -width % _ALIGN, 0, -height % _ALIGN))
         c8, c16, c32 = self.backbone(x)
         score = self.score32(c32)
         if self.variant != "fcn32s":
