@@ -19,12 +19,13 @@ import torch
 from segnet.data.voc import VOC_CLASSES
 from segnet.device import resolve_device
 from segnet.models import FCN
+from segnet.runtime.base import ModelFileError
 
 MODEL_KEYS = ("num_classes", "backbone", "variant", "trainable_upsample")
 """Hyper-parameters a segnet checkpoint must hold to rebuild its FCN."""
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ModelFileError):
     """A checkpoint that cannot be used; the message names the file and what is wrong."""
 
 

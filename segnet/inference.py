@@ -16,9 +16,11 @@
   (labels are never interpolated); the softmax probabilities of all variants are averaged.
   With sliding windows, TTA is applied to each window.
 
-Images enter as uint8 RGB (N, 3, H, W), normalised here window by window (one byte per pixel
-is all a huge image costs), or as float32 already normalised with ImageNet statistics (what
-``segnet.data.transforms.eval_transforms`` produces).
+The model is a :class:`segnet.runtime.Backend` (eager PyTorch or ONNX Runtime): it takes uint8
+RGB (N, 3, H, W) and normalises inside, so a huge image costs one byte per pixel until a window
+of it reaches the model. A scale of TTA resizes such an image as an 8-bit picture (bilinear,
+rounded), so both backends see the same bytes. Any other callable from (N, 3, H, W) to logits
+(N, C, H, W) works too (an ``nn.Module``, or a backend's float input in tests).
 """
 
 from __future__ import annotations
@@ -31,8 +33,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
-
-from segnet.data.transforms import normalize
 
 BLENDS = ("gaussian", "uniform")
 # EXIF orientations 5-8 rotate by 90 degrees: the shown image has width and height swapped.
@@ -120,22 +120,32 @@ def blend_weights(height: int, width: int, blend: str, device=None) -> Tensor:
     return torch.outer(profile(height), profile(width)).clamp_min(1e-4)
 
 
-def tta_probabilities(
-    model: nn.Module, images: Tensor, flip: bool = False, scales: Sequence[float] = (1.0,)
-) -> Tensor:
-    """Class probabilities (N, C, H, W) of normalised ``images`` (N, 3, H, W), averaged over TTA.
+def resize_images(images: Tensor, size: tuple[int, int]) -> Tensor:
+    """``images`` (N, 3, H, W) resized bilinearly to ``size``; uint8 stays uint8 (rounded)."""
+    if images.dtype != torch.uint8:
+        return F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+    resized = F.interpolate(images.float(), size=size, mode="bilinear", align_corners=False)
+    return resized.round_().clamp_(0, 255).to(torch.uint8)
 
-    Each scale ``s`` resizes the image to ``round(s * H) x round(s * W)`` (bilinear), and the
-    logits back to H x W (bilinear) before the softmax; ``flip`` adds the mirrored image,
-    whose prediction is mirrored back. An exactly symmetric image gives a symmetric result.
+
+def tta_probabilities(
+    model: Callable[[Tensor], Tensor],
+    images: Tensor,
+    flip: bool = False,
+    scales: Sequence[float] = (1.0,),
+) -> Tensor:
+    """Class probabilities (N, C, H, W) of ``images`` (N, 3, H, W), averaged over TTA.
+
+    Each scale ``s`` resizes the image to ``round(s * H) x round(s * W)`` (bilinear, see
+    :func:`resize_images`), and the logits back to H x W (bilinear) before the softmax;
+    ``flip`` adds the mirrored image, whose prediction is mirrored back. An exactly symmetric
+    image gives a symmetric result.
     """
     height, width = images.shape[-2:]
     total = None
     for scale in scales:
         size = (max(1, round(height * scale)), max(1, round(width * scale)))
-        scaled = images
-        if size != (height, width):
-            scaled = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+        scaled = images if size == (height, width) else resize_images(images, size)
         for flipped in (False, True) if flip else (False,):
             logits = model(scaled.flip(-1)).flip(-1) if flipped else model(scaled)
             if logits.shape[-2:] != (height, width):
@@ -210,8 +220,9 @@ class Predictor:
     """Predicts class probabilities / class maps at the input's own resolution.
 
     Args:
-        model: maps normalised images (N, 3, H, W) to logits (N, C, H, W) for any H, W; used
-            as given (put it in eval mode and on its device first).
+        model: a :class:`segnet.runtime.Backend` (uint8 RGB (N, 3, H, W) -> logits
+            (N, C, H, W) for any H, W), or any callable of that shape with a ``device``
+            attribute or parameters (an ``nn.Module`` in eval mode, on its device).
         flip: horizontal-flip TTA.
         scales: multi-scale TTA factors, e.g. (0.75, 1.0, 1.25); (1.0,) is no scaling.
         window: sliding-window size (int or (h, w)); None always predicts whole images.
@@ -224,7 +235,7 @@ class Predictor:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: Callable[[Tensor], Tensor],
         flip: bool = False,
         scales: Sequence[float] = (1.0,),
         window: int | Sequence[int] | None = None,
@@ -254,19 +265,16 @@ class Predictor:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        if isinstance(self.model, nn.Module):
+            return next(self.model.parameters()).device
+        return self.model.device
 
     def uses_windows(self, height: int, width: int) -> bool:
         """Whether an image of this size is predicted with sliding windows."""
         return self.window is not None and height * width > self.max_pixels
 
     def _score(self, images: Tensor) -> Tensor:
-        images = images.to(self.device, non_blocking=True)
-        if images.dtype == torch.uint8:
-            # The same ops as eval_transforms (v2.ToDtype(scale=True), v2.Normalize), so a
-            # decoded file and a dataset sample give bit-identical inputs.
-            images = normalize(images.float().mul_(1.0 / 255))
-        images = images.contiguous()
+        images = images.to(self.device, non_blocking=True).contiguous()
         return tta_probabilities(self.model, images, self.flip, self.scales)
 
     @torch.inference_mode()

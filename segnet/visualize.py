@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
 from segnet.data.voc import IGNORE_INDEX, voc_palette
@@ -109,6 +108,9 @@ def plot_confusion_matrix(
     from the ground truth stay empty. Cells are annotated in percent (blank below 1%), class
     names label both axes; sized so 21 VOC classes stay readable.
     """
+    # Imported here: only reports draw plots, and a serving process need not load matplotlib.
+    from matplotlib.figure import Figure
+
     confmat = np.asarray(confmat, dtype=np.float64)
     num = len(class_names)
     if confmat.shape != (num, num):

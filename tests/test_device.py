@@ -11,6 +11,7 @@ from segnet import checkpoint as checkpoint_module
 from segnet.checkpoint import load_model
 from segnet.device import resolve_device
 from segnet.inference import Predictor
+from segnet.runtime.eager import PixelFCN
 
 
 @pytest.fixture
@@ -94,7 +95,7 @@ def meta_model(checkpoint):
 def test_predictions_live_on_the_models_device(meta_model, window):
     """uint8 CPU images in (as infer decodes them), outputs on the model's device, windows
     included (their blend weights are made where the scores are)."""
-    predictor = Predictor(meta_model, window=window, max_pixels=0)
+    predictor = Predictor(PixelFCN(meta_model).to("meta"), window=window, max_pixels=0)
     images = torch.zeros(1, 3, 40, 24, dtype=torch.uint8)
     probs = predictor.probabilities(images)
     labels = predictor.predict(images)
@@ -108,8 +109,8 @@ def test_on_a_gpu_the_model_and_predictions_are_on_it_and_match_the_cpu(checkpoi
     model, _ = load_model(checkpoint, "cuda")
     assert {p.device.type for p in model.parameters()} == {"cuda"}
     images = torch.randint(0, 256, (1, 3, 70, 50), dtype=torch.uint8)
-    probs = Predictor(model, window=window, max_pixels=0).probabilities(images)
+    probs = Predictor(PixelFCN(model), window=window, max_pixels=0).probabilities(images)
     assert probs.device.type == "cuda"
     cpu_model, _ = load_model(checkpoint, "cpu")
-    expected = Predictor(cpu_model, window=window, max_pixels=0).probabilities(images)
+    expected = Predictor(PixelFCN(cpu_model), window=window, max_pixels=0).probabilities(images)
     torch.testing.assert_close(probs.cpu(), expected, atol=1e-3, rtol=0)

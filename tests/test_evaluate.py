@@ -21,7 +21,7 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from segnet.checkpoint import CheckpointError, load_model
-from segnet.data.transforms import eval_transforms
+from segnet.data.transforms import eval_transforms, normalize
 from segnet.data.voc import VOC_CLASSES, VOCSegmentationDataset
 from segnet.inference import Predictor
 from segnet.tasks.cli import guarded
@@ -101,11 +101,12 @@ def counts(pred, truth) -> np.ndarray:
     return np.bincount(truth[keep] * NUM + pred[keep], minlength=NUM**2).reshape(NUM, NUM)
 
 
-def expected_confmat(root, predict) -> np.ndarray:
+def expected_confmat(root, predict, transforms=eval_transforms()) -> np.ndarray:  # noqa: B008
     """The val split's confusion matrix from ``predict`` (1, 3, H, W) -> (1, H, W), one image
-    at a time, counted here with numpy (independent of evaluate's batching and counting)."""
+    at a time, counted here with numpy (independent of evaluate's batching and counting).
+    The images are normalised floats, or with ``transforms=None`` uint8 as decoded."""
     confmat = np.zeros((NUM, NUM), dtype=np.int64)
-    dataset = VOCSegmentationDataset(str(root), "val", transforms=eval_transforms())
+    dataset = VOCSegmentationDataset(str(root), "val", transforms=transforms)
     with torch.inference_mode():
         for image, mask in dataset:
             confmat += counts(predict(image[None]), mask)
@@ -216,14 +217,15 @@ def test_metrics_equal_a_confusion_matrix_of_the_inferred_pngs(
 def test_flip_and_scale_tta_give_the_hand_computed_predictions(
     plain, model, checkpoint, tiny_voc_root, tmp_path
 ):
-    def by_hand(image):
+    def by_hand(image):  # uint8 (1, 3, H, W): a scale resizes the 8-bit picture, rounded
         height, width = image.shape[-2:]
         total = 0
         for scale in (0.5,):
-            x = image
+            x = image.float()
             if scale != 1.0:
                 size = (round(height * scale), round(width * scale))
-                x = F.interpolate(image, size=size, mode="bilinear", align_corners=False)
+                x = F.interpolate(x, size=size, mode="bilinear", align_corners=False).round()
+            x = normalize(x.clamp(0, 255) * (1.0 / 255))
             for logits in (model(x), model(x.flip(-1)).flip(-1)):
                 if logits.shape[-2:] != (height, width):
                     logits = F.interpolate(
@@ -232,7 +234,7 @@ def test_flip_and_scale_tta_give_the_hand_computed_predictions(
                 total = total + logits.softmax(1)
         return total.argmax(1)
 
-    expected = expected_confmat(tiny_voc_root, by_hand)
+    expected = expected_confmat(tiny_voc_root, by_hand, transforms=None)
     assert_varied(expected)
     # The TTA changes predictions on this model, so ignoring it would show.
     assert not np.array_equal(expected, plain["metrics"]["confusion_matrix"])

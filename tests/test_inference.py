@@ -15,6 +15,7 @@ from segnet.inference import (
     tta_probabilities,
     window_starts,
 )
+from segnet.runtime.eager import PixelFCN
 
 
 def pointwise_model(num_classes: int = 5) -> nn.Module:
@@ -168,7 +169,9 @@ def test_windows_are_blended_with_the_documented_weights(blend, flip):
 def test_bands_stream_the_full_probability_map_before_the_last_window():
     model = WindowPositionModel()
     images = torch.randint(0, 256, (1, 3, 61, 45), dtype=torch.uint8)
-    predictor = Predictor(model, window=(16, 16), overlap=0.25, max_pixels=16 * 16, batch_size=2)
+    predictor = Predictor(
+        PixelFCN(model), window=(16, 16), overlap=0.25, max_pixels=16 * 16, batch_size=2
+    )
     calls: list[tuple[int, int]] = []
     bands, windows_done_at_band = [], []
     for top, band in predictor.probability_bands(images, progress=lambda *c: calls.append(c)):
@@ -231,7 +234,7 @@ def test_uint8_images_are_normalised_exactly_like_the_eval_transforms():
     model = context_model()
     images = torch.randint(0, 256, (1, 3, 17, 19), dtype=torch.uint8)
     transformed, _ = eval_transforms()(images[0], torch.zeros(17, 19, dtype=torch.uint8))
-    from_uint8 = Predictor(model).probabilities(images)
+    from_uint8 = Predictor(PixelFCN(model)).probabilities(images)
     from_float = Predictor(model).probabilities(transformed[None])
     assert torch.equal(from_uint8, from_float)
 

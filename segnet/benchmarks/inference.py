@@ -46,6 +46,7 @@ from segnet.checkpoint import load_model
 from segnet.data.transforms import eval_transforms
 from segnet.inference import Predictor, class_map, window_starts
 from segnet.models import FCN
+from segnet.runtime.eager import PixelFCN
 from segnet.system import SegmentationSystem
 from segnet.tasks.infer import infer
 
@@ -154,8 +155,8 @@ def window_cost(
     torch.manual_seed(0)
     image = torch.randint(0, 256, (1, 3, side, side), dtype=torch.uint8)
     predictors = {
-        "whole": Predictor(model),
-        "windows": Predictor(model, window=window, overlap=overlap, max_pixels=0),
+        "whole": Predictor(PixelFCN(model)),
+        "windows": Predictor(PixelFCN(model), window=window, overlap=overlap, max_pixels=0),
     }
     times: dict[str, list[float]] = {}
     for repeat in range(repeats + 1):  # the first pass is warm-up

@@ -114,7 +114,16 @@ def read_image(path: str | Path) -> Image.Image:
         DataError: missing, empty, truncated, corrupt or non-image file, or a mode (e.g.
             float "F") whose value range is unknown.
     """
-    img = _open_decoded(path)
+    return rgb_image(_open_decoded(path), path)
+
+
+def rgb_image(img: Image.Image, name: str | Path) -> Image.Image:
+    """A decoded ``img`` as 8-bit RGB, converted as :func:`read_image` describes (``name``
+    appears in the error).
+
+    Raises:
+        DataError: a mode (e.g. float "F") whose value range is unknown.
+    """
     if img.mode in _WIDE_INT_MODES:
         wide = np.clip(np.asarray(img, dtype=np.int64), 0, 65535)
         gray = ((wide * 255 + 32767) // 65535).astype(np.uint8)
@@ -123,7 +132,7 @@ def read_image(path: str | Path) -> Image.Image:
         # Converting straight to RGB warns about the transparency; go through RGBA.
         img = img.convert("RGBA")
     if img.mode not in _RGB_CONVERTIBLE_MODES:
-        raise DataError(f"{path}: unsupported image mode {img.mode!r}")
+        raise DataError(f"{name}: unsupported image mode {img.mode!r}")
     return img.convert("RGB")
 
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-from collections.abc import Callable
 from pathlib import Path
 
 import hydra
@@ -30,70 +28,22 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from segnet.checkpoint import load_model
 from segnet.data.images import DataError
 from segnet.data.transforms import pad_collate
-from segnet.data.voc import voc_dir, voc_split_file
-from segnet.device import resolve_device
+from segnet.data.voc import SegmentationPairs, voc_dir, voc_split_file
 from segnet.inference import image_size, size_batches
 from segnet.metrics import confusion_counts, confusion_scores
 from segnet.outputs import OutputError, check_output_dir, remove_stale_temporaries, write_together
 from segnet.tasks.cli import EXIT_OK
 from segnet.tasks.config import ConfigError
-from segnet.tasks.infer import configured_predictor
+from segnet.tasks.distributed import (
+    on_rank_zero,
+    process_device,
+    start_distributed,
+    world_size,
+)
+from segnet.tasks.infer import configured_segmenter
 from segnet.visualize import plot_confusion_matrix
-
-
-def _device(name: str, world: int) -> torch.device:
-    """The checked device; under torchrun ``cuda`` means this process's GPU (LOCAL_RANK)."""
-    device = resolve_device(name)
-    if world == 1 or device.type != "cuda":
-        return device
-    if device.index is not None:
-        if int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > 1:
-            raise ValueError(
-                f"device={name!r} would put every process of this node on one GPU; use "
-                "device=cuda (each process then takes the GPU of its LOCAL_RANK)"
-            )
-        return device
-    local, count = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
-    if local >= count:
-        raise ValueError(
-            f"device={name!r}: this is process {local} of its node, which has {count} CUDA "
-            f"GPU(s); start at most {count} per node (torchrun --nproc_per_node={count})"
-        )
-    return torch.device("cuda", local)
-
-
-def _start_distributed(device: torch.device, world: int) -> int:
-    """Join the process group torchrun describes (WORLD_SIZE > 1); returns this rank."""
-    if world == 1:
-        return 0
-    if not dist.is_initialized():
-        # The backend follows the device the matrices live on (device=cpu under a GPU torchrun
-        # needs gloo: NCCL cannot reduce CPU tensors).
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank()
-
-
-def _on_rank_zero(step: Callable[[], None], rank: int, world: int, device: torch.device) -> None:
-    """Run ``step`` on rank 0 only; if it raises, every rank stops (rank 0 with its error),
-    instead of the others waiting for it forever."""
-    error = None
-    if rank == 0:
-        try:
-            step()
-        except Exception as err:  # re-raised below, after the other ranks were told
-            error = err
-    if world > 1:
-        failed = torch.tensor([error is not None], dtype=torch.int32, device=device)
-        dist.broadcast(failed, src=0)
-        if failed.item() and rank != 0:
-            raise ValueError("stopped: process 0 could not prepare the evaluation (see its error)")
-    if error is not None:
-        raise error
 
 
 def _output_dir(cfg: DictConfig) -> Path:
@@ -125,9 +75,9 @@ def evaluate(cfg: DictConfig) -> dict | None:
         OutputError: output_dir unusable (found before any prediction), or the files could
             not be written (after the metrics were printed; nothing is left half-written).
     """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    device = _device(cfg.device, world)
-    rank = _start_distributed(device, world)
+    world = world_size()
+    device = process_device(cfg.device, world)
+    rank = start_distributed(device, world)
     try:
         return _evaluate(cfg, rank, world, device)
     finally:
@@ -137,19 +87,22 @@ def evaluate(cfg: DictConfig) -> dict | None:
 
 def _evaluate(cfg: DictConfig, rank: int, world: int, device: torch.device) -> dict | None:
     out = _output_dir(cfg)
-    model, class_names = load_model(cfg.ckpt_path, device)
+    seg = configured_segmenter(cfg, device)
     datamodule = hydra.utils.instantiate(cfg.data)
-    if datamodule.num_classes != model.num_classes:
+    if datamodule.num_classes != seg.num_classes:
         raise ConfigError(
-            f"checkpoint {cfg.ckpt_path} predicts {model.num_classes} classes but the data has "
+            f"model {cfg.ckpt_path} predicts {seg.num_classes} classes but the data has "
             f"{datamodule.num_classes} (data.class_names)"
         )
-    predictor = configured_predictor(model, cfg)
-    _on_rank_zero(datamodule.prepare_data, rank, world, device)  # e.g. generates the demo data
+    predictor = seg.predictor
+    on_rank_zero(datamodule.prepare_data, rank, world, device)  # e.g. generates the demo data
     # Under torch.distributed its sampler is the datamodule's unpadded one: this rank's share.
     reference = datamodule.eval_dataloader(cfg.split)
-    dataset, indices = reference.dataset, list(reference.sampler)
-    _on_rank_zero(lambda: _check_output_dir(out, datamodule), rank, world, device)
+    indices = list(reference.sampler)
+    # The Segmenter takes 8-bit images as decoded (it normalises inside, as for any file).
+    split = reference.dataset
+    dataset = SegmentationPairs(split.images, split.masks, split.num_classes)
+    on_rank_zero(lambda: _check_output_dir(out, datamodule), rank, world, device)
 
     sizes = [image_size(dataset.images[i]) for i in indices]
     limit = cfg.max_pixels if predictor.window is not None else None
@@ -161,7 +114,7 @@ def _evaluate(cfg: DictConfig, rank: int, world: int, device: torch.device) -> d
         num_workers=datamodule.num_workers,
         pin_memory=device.type == "cuda",
     )
-    num = model.num_classes
+    num = seg.num_classes
     confmat = torch.zeros(num, num, dtype=torch.int64, device=device)
     bar = tqdm(total=len(indices), unit="img", desc=f"eval {cfg.split}", disable=rank != 0)
     for images, masks in loader:
@@ -178,7 +131,7 @@ def _evaluate(cfg: DictConfig, rank: int, world: int, device: torch.device) -> d
         )
     if rank != 0:
         return None
-    return _report(cfg, out, confmat.cpu().numpy(), class_names, len(dataset))
+    return _report(cfg, out, confmat.cpu().numpy(), seg.class_names, len(dataset))
 
 
 def _settings(cfg: DictConfig) -> dict:

@@ -23,7 +23,6 @@ rest and prints the summary so far; a rerun (``overwrite=false``) resumes.
 
 from __future__ import annotations
 
-import io
 import os
 import sys
 from collections import deque
@@ -33,16 +32,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
-from PIL import Image
-from PIL.PngImagePlugin import PngInfo
+import torch.distributed as dist
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2.functional import pil_to_tensor
 from tqdm import tqdm
 
-from segnet.checkpoint import load_model
+from segnet.api import Segmenter
 from segnet.data.images import DataError, frame_count, read_image
-from segnet.device import resolve_device
 from segnet.inference import Predictor, class_map, image_size, size_batches
 from segnet.outputs import (
     check_output_dir,
@@ -51,14 +48,13 @@ from segnet.outputs import (
     write_together,
 )
 from segnet.tasks.cli import EXIT_OK, EXIT_PARTIAL, Terminated
+from segnet.tasks.distributed import process_device, start_distributed, world_size
 from segnet.tasks.infer_inputs import (
-    SOURCE_KEY,
     Job,
     find_inputs,
     plan_jobs,
     recorded_source,
 )
-from segnet.visualize import colorize, overlay
 
 
 @dataclass
@@ -69,13 +65,17 @@ class Summary:
     notes: list[str] = field(default_factory=list)  # done, but not quite as asked
 
 
-def configured_predictor(model: torch.nn.Module, cfg: DictConfig) -> Predictor:
-    """The Predictor that the ``tta``/``window``/... keys of an eval or infer config describe."""
-    return Predictor(
-        model,
+def configured_segmenter(cfg: DictConfig, device: str | torch.device | None = None) -> Segmenter:
+    """The model at ``cfg.ckpt_path`` (a .ckpt, or a .onnx from scripts/export.py) as a
+    Segmenter with the ``tta``/``window``/... settings of an eval or infer config, on
+    ``device`` (default ``cfg.device``)."""
+    return Segmenter.load(
+        cfg.ckpt_path,
+        device=cfg.device if device is None else device,
+        threads=cfg.get("threads"),
         flip=cfg.tta.flip,
         scales=list(cfg.tta.scales),
-        window=cfg.window,
+        window=OmegaConf.to_container(cfg.window) if OmegaConf.is_list(cfg.window) else cfg.window,
         overlap=cfg.overlap,
         blend=cfg.blend,
         max_pixels=cfg.max_pixels,
@@ -130,12 +130,6 @@ def _frames(path: Path) -> int:
         return 1
 
 
-def _encoded(image: Image.Image, **options):
-    data = io.BytesIO()
-    image.save(data, **options)
-    return lambda f: f.write(data.getbuffer())
-
-
 def _npy(array: np.ndarray):
     def write(f) -> None:  # header, then the array's own memory: no copy of it
         np.lib.format.write_array_header_1_0(f, np.lib.format.header_data_from_array_1_0(array))
@@ -144,17 +138,15 @@ def _npy(array: np.ndarray):
     return write
 
 
-def _write(job: Job, pixels: np.ndarray, labels: np.ndarray, probs, names, alpha: float):
+def _write(seg: Segmenter, job: Job, pixels: np.ndarray, labels: np.ndarray, probs, alpha: float):
     """Encode one image's outputs in memory and write them as one set (runs in the writer
     pool); the mask goes last, as it marks the set complete."""
-    picture = overlay(pixels, labels, names, alpha)
-    comment = f"{SOURCE_KEY}={job.marker}".encode()
-    files = [(job.overlay, _encoded(picture, format="JPEG", quality=90, comment=comment))]
-    info = PngInfo()
-    info.add_itxt(SOURCE_KEY, job.marker)
-    files.append(
-        (job.mask, _encoded(colorize(labels), format="PNG", compress_level=1, pnginfo=info))
-    )
+    picture = seg.overlay_jpeg(pixels, labels, alpha, source=job.marker)
+    mask = seg.mask_png(labels, source=job.marker)
+    files = [
+        (job.overlay, lambda f: f.write(picture)),
+        (job.mask, lambda f: f.write(mask)),
+    ]
     ready = []
     if isinstance(probs, np.memmap):  # streamed into a temporary .npy by _predict
         probs.flush()
@@ -198,28 +190,43 @@ def _predict(predictor: Predictor, images: torch.Tensor, probs_path: Path | None
     return labels, [None] * num if probs is None else probs
 
 
-def infer(cfg: DictConfig, summary: Summary | None = None) -> Summary:
+def infer(
+    cfg: DictConfig,
+    summary: Summary | None = None,
+    rank: int = 0,
+    world: int = 1,
+    device: torch.device | None = None,
+) -> Summary:
     """Run the configured inference (see configs/infer.yaml). Fills and returns ``summary``,
     which holds what was done so far when the run is interrupted.
 
+    As process ``rank`` of ``world`` (torchrun, process group joined), it does the images
+    ``rank, rank + world, ...`` of those still to do; inputs found before it, existing outputs
+    and unusable files are counted by rank 0 alone, so the summaries add up.
+
     Raises:
-        OutputError: output_dir (or its overlays/, probs/) cannot be written; checked first.
+        CheckpointError, ModelFileError, ValueError: unusable model file, device or setting.
+        OutputError: output_dir (or its overlays/, probs/) cannot be written; checked before
+            any image is read.
         FileNotFoundError: ``input`` matches no image.
     """
     summary = Summary() if summary is None else summary
     if not 0 <= cfg.alpha <= 1:  # used only when the first overlay is drawn: check it now
         raise ValueError(f"alpha={cfg.alpha} must be in [0, 1] (the overlay's colour weight)")
-    device = resolve_device(cfg.device)
+    seg = configured_segmenter(cfg, device)
+    predictor = seg.predictor
     output_dir = Path(cfg.output_dir)
     found = find_inputs(str(cfg.input), output_dir)
     for folder in ("", "overlays", "probs") if cfg.save_probs else ("", "overlays"):
         check_output_dir(output_dir / folder)
-    remove_stale_temporaries(output_dir)
-    summary.skipped += found.unusable
-    summary.notes += found.notes
-    model, names = load_model(cfg.ckpt_path, device)
-    predictor = configured_predictor(model, cfg)
-    jobs = _to_do(plan_jobs(found.files, output_dir, cfg.save_probs), cfg.overwrite, summary)
+    before = Summary(skipped=found.unusable, notes=found.notes)
+    todo = _to_do(plan_jobs(found.files, output_dir, cfg.save_probs), cfg.overwrite, before)
+    if rank == 0:
+        remove_stale_temporaries(output_dir)
+        _add(summary, before)
+    if world > 1:
+        dist.barrier()  # every process saw the same outputs before any writes more
+    jobs = todo[rank::world]
     sizes = [image_size(j.source) for j in jobs]
     limit = cfg.max_pixels if predictor.window is not None else None
     loader = DataLoader(
@@ -227,11 +234,12 @@ def infer(cfg: DictConfig, summary: Summary | None = None) -> Summary:
         batch_sampler=size_batches(sizes, cfg.batch_size, limit),
         collate_fn=list,
         num_workers=cfg.num_workers,
-        pin_memory=device.type == "cuda",
+        pin_memory=predictor.device.type == "cuda",
     )
     pending: deque[tuple[Job, Future]] = deque()
     streamed: list[Path] = []  # temporary .npy files of windowed images, until renamed
-    bar = tqdm(total=len(jobs), unit="img", desc="infer", dynamic_ncols=True)
+    desc = "infer" if world == 1 else f"infer (process 0 of {world}, its share)"
+    bar = tqdm(total=len(jobs), unit="img", desc=desc, dynamic_ncols=True, disable=rank != 0)
 
     def windows(done: int, total: int) -> None:
         # A huge image takes minutes: show how far into it the model is, cleared when done.
@@ -286,7 +294,7 @@ def infer(cfg: DictConfig, summary: Summary | None = None) -> Summary:
                     streamed.append(tmp)
                 for n, job in enumerate(batch_jobs):
                     pixels = images[n].permute(1, 2, 0).numpy()
-                    args = (job, pixels, labels[n], probs[n], names, cfg.alpha)
+                    args = (seg, job, pixels, labels[n], probs[n], cfg.alpha)
                     pending.append((job, pool.submit(_write, *args)))
             bar.update(len(records))
             settle(2 * cfg.writer_threads)
@@ -299,6 +307,13 @@ def infer(cfg: DictConfig, summary: Summary | None = None) -> Summary:
             tmp.unlink(missing_ok=True)
         bar.close()
     return summary
+
+
+def _add(total: Summary, part: Summary) -> None:
+    total.written += part.written
+    total.existing += part.existing
+    total.skipped += part.skipped
+    total.notes += part.notes
 
 
 def _report(summary: Summary, output_dir: str, interrupted: bool = False) -> None:
@@ -316,12 +331,32 @@ def _report(summary: Summary, output_dir: str, interrupted: bool = False) -> Non
 
 def infer_command(cfg: DictConfig) -> int:
     """``scripts/infer.py``: infer, print the summary, every skipped file and every note;
-    1 if any file was skipped. Interrupted, the summary so far is printed before unwinding."""
+    1 if any file was skipped. Interrupted, the summary so far is printed before unwinding.
+
+    Under torchrun (``torchrun --nproc_per_node=N scripts/infer.py ...``, several nodes on a
+    shared filesystem too) every process takes its share of the images; the summaries are
+    combined and printed once, and every process exits with the combined status.
+    """
+    world = world_size()
+    device = process_device(cfg.device, world)
+    rank = start_distributed(device, world)
     summary = Summary()
     try:
-        infer(cfg, summary)
+        infer(cfg, summary, rank, world, device)
+        if world > 1:
+            shares: list[Summary | None] = [None] * world
+            dist.all_gather_object(shares, summary)
+            summary = Summary()
+            for share in shares:
+                _add(summary, share)
     except (KeyboardInterrupt, Terminated):
-        _report(summary, cfg.output_dir, interrupted=True)
+        # Each process reports its own share: the others may be stopping too.
+        where = "" if world == 1 else f" [process {rank} of {world}]"
+        _report(summary, f"{cfg.output_dir}{where}", interrupted=True)
         raise
-    _report(summary, cfg.output_dir)
+    finally:
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+    if rank == 0:
+        _report(summary, cfg.output_dir)
     return EXIT_PARTIAL if summary.skipped else EXIT_OK

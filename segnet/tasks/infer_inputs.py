@@ -21,8 +21,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from segnet.api import SOURCE_KEY
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
-SOURCE_KEY = "segnet-infer-source"
 
 
 @dataclass
