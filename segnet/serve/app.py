@@ -183,7 +183,7 @@ def create_app(seg, settings: ServeSettings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     # Outermost last: CORS answers preflights itself, the guard counts and admits requests,
     # the body limit watches every byte that reaches the app.
-    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
+    app.add_middleware(BodyLimit, max_upload_mb=settings.max_upload_mb)
     app.add_middleware(Guard, state=state, api_key=settings.api_key)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware

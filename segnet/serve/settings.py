@@ -62,10 +62,6 @@ class ServeSettings:
         if problems:
             raise ValueError("; ".join(problems))
 
-    @property
-    def max_upload_bytes(self) -> int:
-        return int(self.max_upload_mb * 1024 * 1024)
-
     @classmethod
     def from_mapping(cls, values: Mapping) -> ServeSettings:
         """From the ``limits``/``server`` keys of the config (unknown keys are an error)."""

@@ -36,16 +36,18 @@ def error_response(err: ApiError) -> JSONResponse:
     return JSONResponse({"error": err.message}, err.status, headers=err.headers)
 
 
-def too_large(limit: int) -> ApiError:
-    return ApiError(413, f"upload larger than max_upload_mb={limit / 2**20:g} MB")
+def too_large(max_upload_mb: float) -> ApiError:
+    return ApiError(413, f"upload larger than max_upload_mb={max_upload_mb:g} (MiB)")
 
 
 class BodyLimit:
-    """ASGI middleware: request bodies of ``limit`` bytes at most, checked while streaming."""
+    """ASGI middleware: request bodies of ``max_upload_mb`` MiB at most, checked while
+    streaming."""
 
-    def __init__(self, app, limit: int) -> None:
+    def __init__(self, app, max_upload_mb: float) -> None:
         self.app = app
-        self.limit = limit
+        self.max_upload_mb = max_upload_mb
+        self.limit = int(max_upload_mb * 2**20)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -53,7 +55,7 @@ class BodyLimit:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             # Answered here, the body unread; the server then closes the connection.
-            return await error_response(too_large(self.limit))(scope, receive, send)
+            return await error_response(too_large(self.max_upload_mb))(scope, receive, send)
         seen = 0
 
         async def limited():
@@ -61,10 +63,14 @@ class BodyLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.limit:  # raised inside the endpoint: its error handler answers
-                raise too_large(self.limit)
+                raise too_large(self.max_upload_mb)
             return message
 
         await self.app(scope, limited, send)
+
+
+# How common image files begin: such a file Pillow cannot open is damaged, not of another kind.
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"RIFF", b"BM", b"II*\0", b"MM\0*")
 
 
 def check_header(data: bytes, max_pixels: int) -> tuple[int, int]:
@@ -85,6 +91,8 @@ def check_header(data: bytes, max_pixels: int) -> tuple[int, int]:
     except Image.DecompressionBombError as err:
         raise ApiError(413, f"image refused as a decompression bomb: {err}") from err
     except Image.UnidentifiedImageError as err:
+        if data.startswith(_SIGNATURES):
+            raise ApiError(400, "bad image header: truncated or damaged") from err
         raise ApiError(
             415, "not an image: the upload is in no format Pillow reads (JPEG, PNG, WebP, ...)"
         ) from err
