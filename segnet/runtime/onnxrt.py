@@ -16,7 +16,8 @@ from torch import Tensor
 
 from segnet.runtime.base import ModelFileError
 
-FORMAT = "segnet-fcn-onnx/1"  # segnet.export.FORMAT; repeated so this module needs no torch.onnx
+FORMAT = "segnet-fcn-onnx/1"
+"""Value of the ``segnet.format`` metadata entry that marks a segnet model (and its layout)."""
 _REQUIRED = ("segnet.format", "class_names", "palette", "num_classes", "weights_sha256")
 
 
@@ -47,13 +48,21 @@ def _parse(path: Path, data: bytes):
         raise ModelFileError(
             f"ONNX model {path} is not a segnet model ({what}); export one with scripts/export.py"
         )
-    from segnet.export import weights_sha256
-
     if weights_sha256(proto.graph) != meta["weights_sha256"]:
         raise ModelFileError(
             f"ONNX model {path} is corrupt (its weights do not match the digest written at export)"
         )
     return meta
+
+
+def weights_sha256(graph) -> str:
+    """Digest of an ONNX graph's initializers (names, shapes, raw bytes), serialiser-independent:
+    protobuf parses flipped bytes inside a weight without complaint, this digest does not."""
+    digest = hashlib.sha256()
+    for tensor in graph.initializer:
+        digest.update(f"{tensor.name}:{tensor.data_type}:{list(tensor.dims)}".encode())
+        digest.update(tensor.raw_data)
+    return digest.hexdigest()
 
 
 class OnnxBackend:
@@ -77,8 +86,9 @@ class OnnxBackend:
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         import onnxruntime as ort
 
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
-                                    or threads < 1):
+        if threads is not None and (
+            isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+        ):
             raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
         path = Path(path)
         data = _read(path)
@@ -87,23 +97,24 @@ class OnnxBackend:
         if threads is not None:
             options.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(
-                data, options, providers=["CPUExecutionProvider"]
-            )
+            self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         except Exception as err:  # ORT raises its own Fail/InvalidGraph types, not OSError
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ModelFileError(f"ONNX model {path} cannot be loaded: {first}") from err
         self.path = path
         self.device = torch.device("cpu")
-        self.class_names = [str(n) for n in json.loads(meta["class_names"])]
-        self.num_classes = int(meta["num_classes"])
-        self.palette = [tuple(int(v) for v in rgb) for rgb in json.loads(meta["palette"])]
+        try:
+            self.info = {k: _decode(k, v) for k, v in meta.items()}
+            self.class_names = [str(n) for n in self.info["class_names"]]
+            self.num_classes = self.info["num_classes"]
+            self.palette = [tuple(int(v) for v in rgb) for rgb in self.info["palette"]]
+        except (ValueError, TypeError) as err:
+            raise ModelFileError(f"ONNX model {path}: unreadable segnet metadata ({err})") from err
         if len(self.class_names) != self.num_classes or len(self.palette) != self.num_classes:
             raise ModelFileError(
                 f"ONNX model {path}: metadata lists {len(self.class_names)} class names and "
                 f"{len(self.palette)} colours for {self.num_classes} classes"
             )
-        self.info = {k: _decode(k, v) for k, v in meta.items()}
         self.info["path"] = str(path)
         self.info["file_sha256"] = hashlib.sha256(data).hexdigest()
 
