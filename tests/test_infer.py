@@ -431,19 +431,29 @@ def test_sigterm_stops_with_143_after_the_writes_under_way(
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
 
 
-def test_an_unusable_output_folder_is_one_line_before_any_work(tmp_path, capsys):
+def test_an_unusable_output_folder_is_one_line_before_any_work(checkpoint, tmp_path, capsys):
     photo(np.random.default_rng(8), 8, 8).save(tmp_path / "x.png")
     (tmp_path / "file").write_text("x")
     (tmp_path / "out" / "overlays").parent.mkdir()
     (tmp_path / "out" / "overlays").write_text("x")
-    missing = tmp_path / "no.ckpt"  # never read: the output folder is checked first
     for out, problem in [
         (tmp_path / "file" / "sub", f"{tmp_path / 'file'} is a file, not a folder"),
         (tmp_path / "out", f"{tmp_path / 'out' / 'overlays'} is a file, not a folder"),
     ]:
-        assert guarded(infer_command, config(missing, tmp_path / "x.png", out)) == 2
+        assert guarded(infer_command, config(checkpoint, tmp_path / "x.png", out)) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: output_dir=") and problem in err and err.count("\n") == 1
+
+
+def test_a_bad_model_file_is_one_line_and_creates_no_output_folder(tmp_path, capsys):
+    photo(np.random.default_rng(8), 8, 8).save(tmp_path / "x.png")
+    (tmp_path / "bad.ckpt").write_text("not a checkpoint")
+    assert (
+        guarded(infer_command, config(tmp_path / "bad.ckpt", tmp_path / "x.png", tmp_path / "out"))
+        == 2
+    )
+    assert "bad.ckpt is not a PyTorch checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_bad_alpha_is_one_line_before_anything_is_read_or_written(tmp_path, capsys):
