@@ -84,7 +84,8 @@ def create_app(seg, settings: ServeSettings | None = None) -> FastAPI:
     @app.get("/healthz")
     async def healthz():
         status = "draining" if state.draining else "ok" if state.ready else "loading"
-        return JSONResponse({"status": status}, 200 if status == "ok" else 503)
+        body = {"status": status, "waiting": state.waiting}  # waiting: segment requests admitted
+        return JSONResponse(body, 200 if status == "ok" else 503)
 
     @app.get("/v1/info")
     async def info():
