@@ -11,7 +11,7 @@ import resource
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-SECTIONS = ("layers", "model", "data", "training", "inference")
+SECTIONS = ("layers", "model", "data", "training", "inference", "deploy", "serve")
 
 
 @dataclass
