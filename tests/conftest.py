@@ -66,3 +66,16 @@ def offline(monkeypatch, tmp_path) -> list[str]:
     monkeypatch.setattr(torch.hub, "_hub_dir", None)
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     return calls
+
+
+@pytest.fixture(scope="session")
+def onnx_model(checkpoint, tmp_path_factory) -> Path:
+    """The ``checkpoint`` exported to ONNX (verified against PyTorch by the export itself)."""
+    from segnet.checkpoint import load_model
+    from segnet.export import export_onnx
+
+    model, names = load_model(checkpoint, "cpu")
+    data, _ = export_onnx(model, names, checkpoint)
+    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    path.write_bytes(data)
+    return path
