@@ -407,7 +407,7 @@ def test_sigterm_stops_with_143_after_the_writes_under_way(
     (tmp_path / "in").mkdir()
     for i in range(6):
         photo(rng, 40, 40 + i).save(tmp_path / "in" / f"{i}.png")  # sizes differ: one per batch
-    out, predict, calls = tmp_path / "out", infer_module._predict, []
+    out, predict, calls = tmp_path / "out", infer_module.predict_streaming, []
 
     def stopped_at_the_third(*args, **kwargs):
         calls.append(1)
@@ -417,7 +417,7 @@ def test_sigterm_stops_with_143_after_the_writes_under_way(
             raise Terminated()
         return predict(*args, **kwargs)
 
-    monkeypatch.setattr(infer_module, "_predict", stopped_at_the_third)
+    monkeypatch.setattr(infer_module, "predict_streaming", stopped_at_the_third)
     cfg = config(checkpoint, tmp_path / "in", out, "save_probs=true")
     assert guarded(infer_command, cfg) == 143
     report = capsys.readouterr()

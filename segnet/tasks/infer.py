@@ -23,7 +23,6 @@ rest and prints the summary so far; a rerun (``overwrite=false``) resumes.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -40,12 +39,11 @@ from tqdm import tqdm
 
 from segnet.api import Segmenter
 from segnet.data.images import DataError, frame_count, read_image
-from segnet.inference import Predictor, class_map, image_size, size_batches
+from segnet.inference import image_size, size_batches
 from segnet.outputs import (
     check_output_dir,
     remove_stale_temporaries,
     temporary_path,
-    write_together,
 )
 from segnet.tasks.cli import EXIT_OK, EXIT_PARTIAL, Terminated
 from segnet.tasks.distributed import process_device, start_distributed, world_size
@@ -55,6 +53,7 @@ from segnet.tasks.infer_inputs import (
     plan_jobs,
     recorded_source,
 )
+from segnet.tasks.infer_outputs import predict_streaming, write_outputs
 
 
 @dataclass
@@ -128,66 +127,6 @@ def _frames(path: Path) -> int:
         return frame_count(path)
     except DataError:  # decoded a moment ago: one frame is the honest answer
         return 1
-
-
-def _npy(array: np.ndarray):
-    def write(f) -> None:  # header, then the array's own memory: no copy of it
-        np.lib.format.write_array_header_1_0(f, np.lib.format.header_data_from_array_1_0(array))
-        f.write(np.ascontiguousarray(array).data)
-
-    return write
-
-
-def _write(seg: Segmenter, job: Job, pixels: np.ndarray, labels: np.ndarray, probs, alpha: float):
-    """Encode one image's outputs in memory and write them as one set (runs in the writer
-    pool); the mask goes last, as it marks the set complete."""
-    picture = seg.overlay_jpeg(pixels, labels, alpha, source=job.marker)
-    mask = seg.mask_png(labels, source=job.marker)
-    files = [
-        (job.overlay, lambda f: f.write(picture)),
-        (job.mask, lambda f: f.write(mask)),
-    ]
-    ready = []
-    if isinstance(probs, np.memmap):  # streamed into a temporary .npy by _predict
-        probs.flush()
-        ready.append((Path(probs.filename), job.probs))
-    elif probs is not None:
-        files.insert(0, (job.probs, _npy(probs)))
-    write_together(files, ready=ready)
-
-
-def _probs_file(path: Path, shape: tuple[int, ...]) -> np.memmap:
-    """A float16 .npy of ``shape`` mapped into memory, its blocks allocated now: a full disk
-    fails here with OSError, not later as SIGBUS on a write into a sparse hole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    array = np.lib.format.open_memmap(path, "w+", np.float16, shape)
-    with open(path, "r+b") as f:
-        if hasattr(os, "posix_fallocate"):  # not on macOS
-            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
-    return array
-
-
-def _predict(predictor: Predictor, images: torch.Tensor, probs_path: Path | None, progress=None):
-    """Class maps uint8 (N, H, W) of uint8 ``images`` (N, 3, H, W), and with ``probs_path``
-    their float16 probabilities (N, C, H, W). A windowed image (N = 1) streams its
-    probabilities into a memory-mapped .npy at ``probs_path`` (a temporary name; the caller
-    removes it if this fails). ``progress``: see :meth:`Predictor.probability_bands`."""
-    num, _, height, width = images.shape
-    labels = np.empty((num, height, width), dtype=np.uint8)
-    probs = None
-    for top, band in predictor.probability_bands(images, progress):
-        rows = slice(top, top + band.shape[2])
-        labels[:, rows] = class_map(band).to(torch.uint8).cpu().numpy()
-        if probs_path is None:
-            continue
-        if probs is None:
-            shape = (num, band.shape[1], height, width)
-            if predictor.uses_windows(height, width):
-                probs = _probs_file(probs_path, shape[1:])[None]
-            else:
-                probs = np.empty(shape, dtype=np.float16)
-        probs[:, :, rows] = band.half().cpu().numpy()
-    return labels, [None] * num if probs is None else probs
 
 
 def infer(
@@ -281,7 +220,7 @@ def infer(
                 )
                 tmp = temporary_path(batch_jobs[0].probs) if cfg.save_probs else None
                 try:
-                    labels, probs = _predict(predictor, images, tmp, windows)
+                    labels, probs = predict_streaming(predictor, images, tmp, windows)
                 except BaseException as err:
                     if tmp is not None:
                         tmp.unlink(missing_ok=True)
@@ -295,7 +234,7 @@ def infer(
                 for n, job in enumerate(batch_jobs):
                     pixels = images[n].permute(1, 2, 0).numpy()
                     args = (seg, job, pixels, labels[n], probs[n], cfg.alpha)
-                    pending.append((job, pool.submit(_write, *args)))
+                    pending.append((job, pool.submit(write_outputs, *args)))
             bar.update(len(records))
             settle(2 * cfg.writer_threads)
         settle(0)
