@@ -125,7 +125,7 @@ def test_json_counts_the_classes_of_the_png(seg, photos):
     assert {"decode", "queue", "model", "encode", "total", "batch"} <= set(summary["timing_ms"])
 
 
-def test_info_healthz_page_and_unknown_paths(seg):
+def test_info_healthz_page_and_unknown_paths(seg, checkpoint):
     with client(seg, max_upload_mb=3, max_pixels=1234) as api:
         assert api.get("/healthz").json() == {"status": "ok", "waiting": 0}
         info = api.get("/v1/info").json()
@@ -133,6 +133,7 @@ def test_info_healthz_page_and_unknown_paths(seg):
         assert info["palette"] == [list(c) for c in seg.palette]
         assert info["limits"]["max_upload_mb"] == 3 and info["limits"]["max_pixels"] == 1234
         assert info["model"]["backend"] == seg.backend.name
+        assert str(checkpoint.parent) not in str(info)  # no server folder in the answer
         page = api.get("/")
         assert page.status_code == 200 and "/static/app.js" in page.text
         assert "/v1/segment" in api.get("/static/app.js").text
@@ -299,6 +300,29 @@ def test_a_full_queue_is_503_with_retry_after_and_a_slow_answer_504(seg, photos)
         worker.join(10)
         assert first[0].status_code == 504 and "timeout_s=1" in first[0].json()["error"]
         gated.gate.set()
+        assert api.post("/v1/segment", content=data).status_code == 200
+
+
+class Failing(Gated):
+    """The Segmenter, whose predict raises while ``fail`` is set (a bug in model code)."""
+
+    fail = False
+
+    def predict(self, images):
+        if self.fail:
+            raise RuntimeError("a bug in the model code")
+        return self.seg.predict(images)
+
+
+def test_a_bug_is_a_json_500_and_the_server_goes_on(seg, photos):
+    data = photos["plain"].read_bytes()
+    failing = Failing(seg)
+    with TestClient(create_app(failing), raise_server_exceptions=False) as api:
+        failing.fail = True
+        answer = api.post("/v1/segment", content=data)
+        assert answer.status_code == 500
+        assert answer.json() == {"error": "internal error (RuntimeError); see the log"}
+        failing.fail = False
         assert api.post("/v1/segment", content=data).status_code == 200
 
 

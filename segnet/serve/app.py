@@ -18,6 +18,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from importlib.resources import files
+from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -26,6 +27,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from segnet.serve.batching import Batcher
 from segnet.serve.guard import Guard, ServiceState
@@ -41,6 +43,7 @@ def create_app(seg, settings: ServeSettings | None = None) -> FastAPI:
     """The service for Segmenter ``seg`` (any object with the Segmenter API)."""
     settings = settings or ServeSettings()
     state = ServiceState()
+    model = _model_info(seg)
 
     def predict(images: list[np.ndarray]) -> list[np.ndarray]:
         return seg.predict(images)
@@ -76,6 +79,11 @@ def create_app(seg, settings: ServeSettings | None = None) -> FastAPI:
     async def http_error(request: Request, err: HTTPException):
         return error_response(ApiError(err.status_code, str(err.detail), err.headers))
 
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, err: Exception):
+        log.exception("internal error answering %s %s", request.method, request.url.path)
+        return error_response(ApiError(500, f"internal error ({type(err).__name__}); see the log"))
+
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, err: RequestValidationError):
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
@@ -91,7 +99,7 @@ def create_app(seg, settings: ServeSettings | None = None) -> FastAPI:
     async def info():
         predictor = seg.predictor
         return {
-            "model": {"backend": seg.backend.name, **seg.backend.info},
+            "model": model,
             "classes": list(seg.class_names),
             "palette": [list(colour) for colour in seg.palette],
             "options": {
@@ -127,6 +135,8 @@ def create_app(seg, settings: ServeSettings | None = None) -> FastAPI:
             return await asyncio.wait_for(_answer(request, format), settings.timeout_s)
         except asyncio.TimeoutError:
             raise ApiError(504, f"not answered within timeout_s={settings.timeout_s:g} s") from None
+        except ClientDisconnect:  # nobody to answer; no traceback in the log for it
+            raise ApiError(400, "client disconnected during the upload") from None
         finally:
             state.waiting -= 1
 
@@ -164,7 +174,7 @@ def create_app(seg, settings: ServeSettings | None = None) -> FastAPI:
         return {
             "width": int(labels.shape[1]),
             "height": int(labels.shape[0]),
-            "model": {"backend": seg.backend.name, **seg.backend.info},
+            "model": model,
             "classes": [
                 {
                     "index": int(i),
@@ -197,6 +207,15 @@ def create_app(seg, settings: ServeSettings | None = None) -> FastAPI:
             expose_headers=["Server-Timing"],
         )
     return app
+
+
+def _model_info(seg) -> dict:
+    """What /v1/info tells of the model; file paths shrink to their names (the server's
+    folders are nobody's business)."""
+    info = {"backend": seg.backend.name}
+    for key, value in seg.backend.info.items():
+        info[key] = Path(value).name if isinstance(value, str) and "/" in value else value
+    return info
 
 
 async def _read_upload(request: Request) -> bytes:
