@@ -152,8 +152,8 @@ def verify_onnx(
         ``{"max_abs_diff": float, "label_mismatch": float, "shapes": [[N, H, W], ...]}``.
 
     Raises:
-        ExportError: a shape where logits differ by more than ``atol`` or more than
-            ``max_mismatch`` of the pixels change class (the message gives the figures).
+        ExportError: ONNX Runtime fails at a shape, or logits differ by more than ``atol``, or
+            more than ``max_mismatch`` of the pixels change class (the message gives figures).
     """
     import onnxruntime as ort
 
@@ -163,7 +163,14 @@ def verify_onnx(
         images = verification_images(batch, height, width)
         with torch.inference_mode():
             expected = pixel_model(images).numpy()
-        got = session.run(["logits"], {"image": images.numpy()})[0]
+        try:
+            got = session.run(["logits"], {"image": images.numpy()})[0]
+        except Exception as err:  # ORT's own Fail/RuntimeException types
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ExportError(
+                f"ONNX Runtime cannot run the exported model at {batch}x3x{height}x{width} "
+                f"({reason}); nothing was written"
+            ) from err
         if got.shape != expected.shape:
             raise ExportError(
                 f"ONNX model gives logits of shape {got.shape} for input {tuple(images.shape)}, "

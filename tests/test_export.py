@@ -118,6 +118,27 @@ def test_verification_refuses_changed_labels_within_the_logit_tolerance(checkpoi
         verify_onnx(data, reference, shapes=[(1, 40, 24)], atol=float("inf"))
 
 
+class _WidthFrozen(torch.nn.Module):
+    """The traced width (96) written into the graph, as a size-dependent branch would."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images):
+        logits = self.model(images)
+        return logits.reshape(logits.shape[0], logits.shape[1], logits.shape[2], 96)
+
+
+def test_verification_turns_an_onnx_runtime_failure_into_a_refusal(checkpoint):
+    model, _ = load_model(checkpoint, "cpu")
+    reference = PixelFCN(model).eval()
+    proto = segnet.export.trace_to_onnx(_WidthFrozen(reference).eval())
+    data = segnet.export.with_metadata(proto, {}).SerializeToString()
+    with pytest.raises(ExportError, match=r"ONNX Runtime cannot run .* at 1x3x40x24 \("):
+        verify_onnx(data, reference, shapes=[(1, 40, 24)])
+
+
 def test_existing_output_and_bad_checkpoint_exit_2_with_one_line(checkpoint, tmp_path, capsys):
     output = tmp_path / "model.onnx"
     output.write_bytes(b"keep me")
