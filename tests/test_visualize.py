@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import matplotlib.figure
 import numpy as np
 import pytest
 from PIL import Image
 
-from segnet import visualize
 from segnet.data.voc import VOC_CLASSES, voc_palette
 from segnet.visualize import class_label, colorize, overlay, plot_confusion_matrix
 
@@ -69,12 +69,12 @@ def test_class_labels_name_void_and_unknown_indices():
 def test_confusion_matrix_plot_shows_each_true_class_row_normalised(tmp_path, monkeypatch):
     figures = []
 
-    class Recorded(visualize.Figure):  # the figure the function draws, kept for inspection
+    class Recorded(matplotlib.figure.Figure):  # the figure the function draws, kept
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             figures.append(self)
 
-    monkeypatch.setattr(visualize, "Figure", Recorded)
+    monkeypatch.setattr(matplotlib.figure, "Figure", Recorded)
     rng = np.random.default_rng(0)
     confmat = rng.integers(0, 1000, (21, 21)) + np.eye(21, dtype=np.int64) * 20000
     confmat[7] = 0  # a class absent from the ground truth: an empty row, no division by zero
