@@ -135,8 +135,8 @@ def with_metadata(proto, entries: dict[str, str]):
 def verification_images(batch: int, height: int, width: int, seed: int = 0) -> Tensor:
     """Deterministic photo-like uint8 (N, 3, H, W) images: smooth colour blobs plus noise.
 
-    Pure noise would put most pixels near a class tie, where fp32 rounding flips labels that
-    no real image would; smooth regions give the model the confident predictions it makes.
+    Photo-like rather than pure noise, so the check sees what a model meets in use: regions it
+    is confident about and the borders between them, not mostly near-ties between classes.
     """
     gen = torch.Generator().manual_seed(seed)
     coarse = torch.rand(batch, 3, height // 16 + 2, width // 16 + 2, generator=gen)
