@@ -293,13 +293,17 @@ def test_a_full_queue_is_503_with_retry_after_and_a_slow_answer_504(seg, photos)
             target=lambda: first.append(api.post("/v1/segment", content=data))
         )
         worker.start()
-        until(lambda: app.state.service.waiting == 1)
-        busy = api.post("/v1/segment", content=data)
-        assert busy.status_code == 503 and busy.headers["retry-after"] == "7"
-        assert "max_queue=1" in busy.json()["error"]
-        worker.join(10)
-        assert first[0].status_code == 504 and "timeout_s=1" in first[0].json()["error"]
-        gated.gate.set()
+        try:
+            until(lambda: app.state.service.waiting == 1)
+            busy = api.post("/v1/segment", content=data)
+            assert busy.status_code == 503 and busy.headers["retry-after"] == "7"
+            assert "max_queue=1" in busy.json()["error"]
+            worker.join(10)
+            assert first and first[0].status_code == 504, first
+            assert "timeout_s=1" in first[0].json()["error"]
+        finally:
+            gated.gate.set()  # whatever failed, the model thread is not left waiting
+            worker.join(30)
         assert api.post("/v1/segment", content=data).status_code == 200
 
 

@@ -48,15 +48,23 @@ class Batcher:
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._model = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segnet-model")
         self._task: asyncio.Task | None = None
+        self._running: list[_Item] = []  # the group on the model now
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="segnet-batcher")
 
     async def stop(self) -> None:
+        """Stop collecting; whoever still waits learns it (nothing waits forever)."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        self._model.shutdown(wait=True)
+        waiting = list(self._running)
+        while not self._queue.empty():
+            waiting.append(self._queue.get_nowait())
+        for item in waiting:
+            if not item.future.done():
+                item.future.set_exception(RuntimeError("the model stopped before this request"))
+        self._model.shutdown(wait=False)
 
     async def call(self, fn: Callable, *args):
         """Run ``fn(*args)`` on the model thread (warm-up, anything that must not overlap)."""
@@ -95,6 +103,7 @@ class Batcher:
 
     async def _run_group(self, group: list[_Item]) -> None:
         start = time.perf_counter()
+        self._running = group
         try:
             labels = await self.call(self._predict, [item.rgb for item in group])
         except Exception as err:  # every waiting request learns of it; the loop goes on
@@ -102,6 +111,8 @@ class Batcher:
                 if not item.future.done():
                     item.future.set_exception(err)
             return
+        finally:
+            self._running = []
         model_s = time.perf_counter() - start
         for item, result in zip(group, labels, strict=True):
             if not item.future.done():
