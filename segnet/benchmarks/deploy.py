@@ -7,14 +7,15 @@ replaced by a check that ONNX Runtime's logits match eager's within ``segnet.exp
 every warm-up run below). Contenders: :class:`EagerBackend` (``PixelFCN`` under
 ``torch.inference_mode``) and :class:`OnnxBackend`, both uint8 (N, 3, H, W) in, logits out,
 with 2 threads each (``torch.set_num_threads(2)``, ORT ``intra_op_num_threads=2``). Cases:
-batch 1 at 320x480 and at 500x375 (width x height, VOC-like), batch 8 at 320x480. The
+batch 1 at 320x480 (H x W) and on a 500x375 photo (W x H, VOC-like), batch 8 at 320x480; case
+names give width x height. The
 contenders alternate repetition by repetition (the order flips each time), so load from other
 processes on a shared machine falls on both alike; latencies are medians and the speed-up is
 the median of the per-repetition ratios. At batch 1, 320x480 both also run with 1 thread each,
 as a control: on a loaded machine torch's OpenMP threads lose time waiting for each other at
 every parallel region, which a single thread cannot, and its CPU-time ratio is the compute
-alone. int8 is not measured: export does not offer it
-(segnet/quantize.py measures it and explains why).
+alone. int8 is not measured: export does not offer it (segnet/quantize.py measures it and
+says why).
 Target: ONNX Runtime >= 1.5x eager throughput at batch 1 for resnet18 and mobilenet_v3_large.
 
 Memory: peak RSS (``VmHWM``) of three fresh processes that each load one model and segment one
@@ -67,7 +68,6 @@ CONTROL = {True: (), False: ((1, 320, 480),)}  # (N, H, W) also timed with 1 thr
 END_TO_END = {True: (2, 2, (64, 48), 1), False: (16, 4, (500, 375), 3)}
 PHOTO = (500, 375)  # the image the memory processes segment (quick: onnxruntime-only process)
 RSS_BACKBONE = "resnet18"
-SERVING_FORBIDDEN = ("lightning", "pytorch_lightning", "hydra", "omegaconf")
 ONNX_ONLY = Path(__file__).with_name("onnx_only.py")
 
 _SEGMENTER = """
