@@ -193,6 +193,7 @@ async function segment(file) {
   state.photo = photo || (await createImageBitmap(state.png));
   state.hidden.clear();
   $("result").hidden = false;
+  $("drop").classList.add("compact");
   draw();
   legend();
   timing(response.headers.get("Server-Timing"), roundTrip);
