@@ -23,8 +23,8 @@ import torch
 from PIL import Image, ImageOps
 from PIL.PngImagePlugin import PngInfo
 
+from segnet.data.classes import voc_palette
 from segnet.data.images import DataError, read_image, rgb_image
-from segnet.data.voc import voc_palette
 from segnet.inference import Predictor, class_map, size_batches
 from segnet.runtime import Backend, load_backend
 from segnet.visualize import colorize, overlay

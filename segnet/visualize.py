@@ -9,7 +9,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from segnet.data.voc import IGNORE_INDEX, voc_palette
+from segnet.data.classes import IGNORE_INDEX, voc_palette
 
 _PALETTE = np.array(voc_palette(), dtype=np.uint8).reshape(256, 3)
 # Overlays are blended in bands of rows, so a 24-megapixel image needs no float copy of itself.

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import simplejpeg
 from PIL import Image, ImageOps
-from scipy.io import loadmat
 
 
 class DataError(ValueError):
@@ -181,6 +180,8 @@ def read_sbd_mask(path: str | Path, num_classes: int, ignore_index: int = 255) -
     if not path.is_file():
         raise DataError(f"{path}: file does not exist")
     try:
+        from scipy.io import loadmat  # SBD's .mat files only: not loaded for plain images
+
         labels = np.asarray(loadmat(path)["GTcls"][0]["Segmentation"][0])
     except Exception as err:  # scipy reports bad .mat files as ValueError, OSError, KeyError...
         raise DataError(f"{path}: cannot read SBD mask ({type(err).__name__}: {err})") from err

@@ -18,6 +18,7 @@ from torchvision.datasets import VOCSegmentation
 from torchvision.datasets.voc import DATASET_YEAR_DICT
 from torchvision.transforms.v2 import functional as F
 
+from segnet.data.classes import IGNORE_INDEX, VOC_CLASSES, voc_palette
 from segnet.data.images import DataError, read_image, read_mask, read_sbd_mask, require_same_size
 
 __all__ = [
@@ -36,52 +37,6 @@ __all__ = [
     "voc_split_file",
     "voc_split_files",
 ]
-
-IGNORE_INDEX = 255
-"""Label of "void" pixels: ignored by the loss, the metrics and padding."""
-
-VOC_CLASSES: tuple[str, ...] = (
-    "background",
-    "aeroplane",
-    "bicycle",
-    "bird",
-    "boat",
-    "bottle",
-    "bus",
-    "car",
-    "cat",
-    "chair",
-    "cow",
-    "diningtable",
-    "dog",
-    "horse",
-    "motorbike",
-    "person",
-    "pottedplant",
-    "sheep",
-    "sofa",
-    "train",
-    "tvmonitor",
-)
-
-
-def voc_palette() -> list[int]:
-    """VOC's 256-colour palette, flat [r0, g0, b0, r1, ...] (768 values) for ``Image.putpalette``.
-
-    Colour of label i interleaves i's bits into the top bits of r, g and b; label 255
-    ("void") comes out as (224, 224, 192).
-    """
-    palette = []
-    for label in range(256):
-        r = g = b = 0
-        value = label
-        for shift in range(7, -1, -1):
-            r |= (value & 1) << shift
-            g |= ((value >> 1) & 1) << shift
-            b |= ((value >> 2) & 1) << shift
-            value >>= 3
-        palette += [r, g, b]
-    return palette
 
 
 def voc_dir(root: str | Path, year: str = "2012") -> Path:

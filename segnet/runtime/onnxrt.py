@@ -93,11 +93,17 @@ class OnnxBackend:
         path = Path(path)
         data = _read(path)
         meta = _parse(path, data)
+        file_sha256 = hashlib.sha256(data).hexdigest()
+        # ONNX Runtime reads the file itself: holding these bytes (and the parsed copy) while it
+        # builds the session would add twice the model's size to the process's peak memory.
+        del data
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
         except Exception as err:  # ORT raises its own Fail/InvalidGraph types, not OSError
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ModelFileError(f"ONNX model {path} cannot be loaded: {first}") from err
@@ -116,7 +122,7 @@ class OnnxBackend:
                 f"{len(self.palette)} colours for {self.num_classes} classes"
             )
         self.info["path"] = str(path)
-        self.info["file_sha256"] = hashlib.sha256(data).hexdigest()
+        self.info["file_sha256"] = file_sha256
 
     def __call__(self, images: Tensor) -> Tensor:
         """uint8 RGB (N, 3, H, W), N, H, W >= 1, on the CPU -> float32 logits (N, C, H, W)."""

@@ -1,0 +1,50 @@
+"""Pascal VOC's classes, void label and palette: plain values, importable without torchvision
+(a serving process needs the colours, not the dataset readers)."""
+
+from __future__ import annotations
+
+IGNORE_INDEX = 255
+"""Label of "void" pixels: ignored by the loss, the metrics and padding."""
+
+VOC_CLASSES: tuple[str, ...] = (
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+)
+
+
+def voc_palette() -> list[int]:
+    """VOC's 256-colour palette, flat [r0, g0, b0, r1, ...] (768 values) for ``Image.putpalette``.
+
+    Colour of label i interleaves i's bits into the top bits of r, g and b; label 255
+    ("void") comes out as (224, 224, 192).
+    """
+    palette = []
+    for label in range(256):
+        r = g = b = 0
+        value = label
+        for shift in range(7, -1, -1):
+            r |= (value & 1) << shift
+            g |= ((value >> 1) & 1) << shift
+            b |= ((value >> 2) & 1) << shift
+            value >>= 3
+        palette += [r, g, b]
+    return palette
