@@ -121,7 +121,11 @@ def test_json_counts_the_classes_of_the_png(seg, photos):
         assert entry["name"] == seg.class_names[entry["index"]]
         assert entry["pixels"] == counts[entry["index"]]
         assert entry["fraction"] == pytest.approx(counts[entry["index"]] / labels.size)
-    assert summary["model"]["backend"] == seg.backend.name
+    assert summary["model"] == {
+        "backend": seg.backend.name,
+        "backbone": seg.backend.info["backbone"],
+        "variant": seg.backend.info["variant"],
+    }
     assert {"decode", "queue", "model", "encode", "total", "batch"} <= set(summary["timing_ms"])
 
 
@@ -134,6 +138,7 @@ def test_info_healthz_page_and_unknown_paths(seg, checkpoint):
         assert info["limits"]["max_upload_mb"] == 3 and info["limits"]["max_pixels"] == 1234
         assert info["model"]["backend"] == seg.backend.name
         assert str(checkpoint.parent) not in str(info)  # no server folder in the answer
+        assert checkpoint.name in info["model"].values()
         page = api.get("/")
         assert page.status_code == 200 and "/static/app.js" in page.text
         assert "/v1/segment" in api.get("/static/app.js").text

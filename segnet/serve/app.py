@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from importlib.resources import files
@@ -44,6 +45,8 @@ def create_app(seg, settings: ServeSettings | None = None) -> FastAPI:
     settings = settings or ServeSettings()
     state = ServiceState()
     model = _model_info(seg)
+    # format=json names the model briefly; /v1/info has the rest.
+    brief = {k: model[k] for k in ("backend", "backbone", "variant") if k in model}
 
     def predict(images: list[np.ndarray]) -> list[np.ndarray]:
         return seg.predict(images)
@@ -174,7 +177,7 @@ def create_app(seg, settings: ServeSettings | None = None) -> FastAPI:
         return {
             "width": int(labels.shape[1]),
             "height": int(labels.shape[0]),
-            "model": model,
+            "model": brief,
             "classes": [
                 {
                     "index": int(i),
@@ -210,11 +213,14 @@ def create_app(seg, settings: ServeSettings | None = None) -> FastAPI:
 
 
 def _model_info(seg) -> dict:
-    """What /v1/info tells of the model; file paths shrink to their names (the server's
-    folders are nobody's business)."""
+    """What /v1/info tells of the model: the backend's description, less what /v1/info lists
+    anyway (classes, palette); file paths shrink to their names (the server's folders are
+    nobody's business)."""
     info = {"backend": seg.backend.name}
     for key, value in seg.backend.info.items():
-        info[key] = Path(value).name if isinstance(value, str) and "/" in value else value
+        if key not in ("class_names", "palette"):
+            a_path = isinstance(value, str) and os.sep in value and Path(value).exists()
+            info[key] = Path(value).name if a_path else value
     return info
 
 
