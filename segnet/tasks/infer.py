@@ -24,6 +24,7 @@ rest and prints the summary so far; a rerun (``overwrite=false``) resumes.
 from __future__ import annotations
 
 import sys
+import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -175,7 +176,7 @@ def infer(
         num_workers=cfg.num_workers,
         pin_memory=predictor.device.type == "cuda",
     )
-    pending: deque[tuple[Job, Future]] = deque()
+    pending: deque[Future] = deque()  # writes submitted, oldest first: at most a few at a time
     streamed: list[Path] = []  # temporary .npy files of windowed images, until renamed
     desc = "infer" if world == 1 else f"infer (process 0 of {world}, its share)"
     bar = tqdm(total=len(jobs), unit="img", desc=desc, dynamic_ncols=True, disable=rank != 0)
@@ -188,16 +189,25 @@ def infer(
         summary.skipped.append((str(job.source), reason))
         bar.write(f"skipped {job.source}: {reason}", file=sys.stderr)
 
+    counting = threading.Lock()
+
+    def write(job: Job, *args) -> None:
+        # Counted in the writer thread, where Ctrl-C never lands (Python raises it in the main
+        # thread): every set that reached the disk is counted, whenever the run is stopped.
+        try:
+            write_outputs(seg, job, *args)
+        except (OSError, UnicodeError) as err:
+            with counting:
+                skip(job, f"cannot write outputs: {err}")
+            return
+        with counting:
+            summary.written += 1
+
     def settle(limit: int) -> None:
         while len(pending) > limit:
-            job, future = pending.popleft()
-            if future.cancelled():
-                continue
-            try:
-                future.result()
-                summary.written += 1
-            except (OSError, UnicodeError) as err:
-                skip(job, f"cannot write outputs: {err}")
+            future = pending.popleft()
+            if not future.cancelled():
+                future.result()  # anything but a write error is a bug: raised here
 
     pool = ThreadPoolExecutor(max_workers=cfg.writer_threads)
     try:
@@ -233,8 +243,8 @@ def infer(
                     streamed.append(tmp)
                 for n, job in enumerate(batch_jobs):
                     pixels = images[n].permute(1, 2, 0).numpy()
-                    args = (seg, job, pixels, labels[n], probs[n], cfg.alpha)
-                    pending.append((job, pool.submit(write_outputs, *args)))
+                    args = (job, pixels, labels[n], probs[n], cfg.alpha)
+                    pending.append(pool.submit(write, *args))
             bar.update(len(records))
             settle(2 * cfg.writer_threads)
         settle(0)

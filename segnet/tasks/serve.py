@@ -16,10 +16,10 @@ import torch
 import uvicorn
 from omegaconf import DictConfig, OmegaConf
 
-from segnet.api import Segmenter
 from segnet.serve import ServeSettings, create_app
 from segnet.serve.server import DrainingServer
 from segnet.tasks.cli import EXIT_OK
+from segnet.tasks.infer import configured_segmenter
 
 # A stop waits for requests in flight at most this long beyond their own timeout_s.
 DRAIN_GRACE_S = 5.0
@@ -46,18 +46,7 @@ def serve_command(cfg: DictConfig) -> int:
         raise ValueError(f"port={cfg.port} must be in 0..65535")
     if cfg.threads is not None:
         torch.set_num_threads(int(cfg.threads))
-    seg = Segmenter.load(
-        cfg.ckpt_path,
-        device=cfg.device,
-        threads=cfg.threads,
-        flip=cfg.tta.flip,
-        scales=list(cfg.tta.scales),
-        window=cfg.window,
-        overlap=cfg.overlap,
-        blend=cfg.blend,
-        max_pixels=cfg.max_pixels,
-        batch_size=cfg.batch_size,
-    )
+    seg = configured_segmenter(cfg)
     app = create_app(seg, settings)
     # Bound here, not by uvicorn: a taken port is then an OSError naming the address (exit 2),
     # where uvicorn would log it and sys.exit(1), the status of partial success.
