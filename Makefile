@@ -33,8 +33,10 @@ demo: $(STAMP)
 	@echo "  overlays          $(DEMO_DIR)/infer/overlays/"
 	@echo "  training logs     tensorboard --logdir $(DEMO_DIR)/train"
 
+# Two test processes, whole files to each (module fixtures are built once): the tests pin one
+# thread apiece, so this uses both cores of the 2-core machines the suite is sized for.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
