@@ -24,7 +24,7 @@ from PIL import Image, ImageOps
 from PIL.PngImagePlugin import PngInfo
 
 from segnet.data.classes import voc_palette
-from segnet.data.images import DataError, read_image, rgb_image
+from segnet.data.images import DataError, decode_image, read_image, rgb_image
 from segnet.inference import Predictor, class_map, size_batches
 from segnet.runtime import Backend, load_backend
 from segnet.visualize import colorize, overlay
@@ -32,7 +32,7 @@ from segnet.visualize import colorize, overlay
 SOURCE_KEY = "segnet-infer-source"
 """PNG iTXt key / JPEG comment prefix under which scripts/infer.py records an output's input."""
 
-ImageLike = str | Path | Image.Image | np.ndarray | torch.Tensor
+ImageLike = str | Path | bytes | Image.Image | np.ndarray | torch.Tensor
 
 
 class Segmenter:
@@ -110,7 +110,8 @@ class Segmenter:
     def to_rgb(self, image: ImageLike) -> np.ndarray:
         """``image`` as predict sees it: uint8 (H, W, 3) RGB at its displayed size.
 
-        Accepts a file path (decoded strictly, EXIF orientation applied), a ``PIL.Image`` in
+        Accepts a file path or a file's bytes (decoded strictly, EXIF orientation applied), a
+        ``PIL.Image`` in
         any mode (EXIF orientation applied; alpha dropped; 16-bit scaled), a uint8 array
         (H, W, 3), or a tensor (3, H, W) of uint8 or of floats in [0, 1] (rounded to 8 bits).
 
@@ -120,6 +121,8 @@ class Segmenter:
         """
         if isinstance(image, str | Path):
             return np.asarray(read_image(image))
+        if isinstance(image, bytes | bytearray | memoryview):  # a file's bytes, e.g. an upload
+            return np.asarray(decode_image(bytes(image), "image bytes"))
         if isinstance(image, Image.Image):
             name = getattr(image, "filename", "") or "PIL image"
             try:
@@ -139,8 +142,8 @@ class Segmenter:
         if isinstance(image, torch.Tensor):
             return _nonempty(_tensor_rgb(image))
         raise ValueError(
-            f"cannot segment a {type(image).__name__}: give a path, PIL.Image, uint8 (H, W, 3) "
-            "array or (3, H, W) tensor"
+            f"cannot segment a {type(image).__name__}: give a path, file bytes, PIL.Image, uint8 "
+            "(H, W, 3) array or (3, H, W) tensor"
         )
 
     def predict(self, image: ImageLike | list[ImageLike], probs: bool = False):

@@ -70,6 +70,7 @@ def test_every_input_kind_gives_the_labels_of_its_file(seg, demo_images, tmp_pat
     tensor = torch.from_numpy(rgb).permute(2, 0, 1)
     for same in (
         str(path),
+        path.read_bytes(),
         Image.open(path),
         rgb,
         tensor,
@@ -98,6 +99,7 @@ def test_exif_orientation_is_applied_to_paths_and_pil_images(seg, demo_images, t
     labels = seg.predict(tmp_path / "rotated.jpg")
     assert labels.shape == (stored[0], stored[1])  # (H, W) of the displayed picture
     assert np.array_equal(labels, seg.predict(Image.open(tmp_path / "rotated.jpg")))
+    assert np.array_equal(labels, seg.predict((tmp_path / "rotated.jpg").read_bytes()))
     assert np.array_equal(labels, seg.predict(upright))
 
 
@@ -156,7 +158,9 @@ def test_tta_scales_feed_the_backend_8_bit_images_of_the_scaled_size(seg, demo_i
         (torch.full((3, 8, 8), float("nan")), ValueError, "NaN"),
         (torch.zeros(3, 8, 8, dtype=torch.int32), ValueError, "uint8 or float"),
         (Image.new("F", (8, 8)), DataError, "unsupported image mode"),
-        (b"\x89PNG", ValueError, "cannot segment a bytes"),
+        (b"\x89PNG", DataError, "image bytes: cannot decode image"),
+        (b"", DataError, "image bytes: no data"),
+        ({"not": "an image"}, ValueError, "cannot segment a dict"),
         ("no/such/file.png", DataError, "does not exist"),
     ],
 )
@@ -175,6 +179,8 @@ def test_a_truncated_file_or_pil_image_names_the_file(seg, demo_images, tmp_path
     for name in ("cut.png", "cut.jpg"):
         with pytest.raises(DataError, match=name):
             seg.predict(tmp_path / name)
+        with pytest.raises(DataError, match="image bytes: cannot decode"):
+            seg.predict((tmp_path / name).read_bytes())
     with pytest.raises(DataError, match="cut.png"):
         seg.predict(Image.open(tmp_path / "cut.png"))
 

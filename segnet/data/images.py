@@ -13,6 +13,8 @@ mode turns those warnings into errors, at no cost in speed (the same library doe
 
 from __future__ import annotations
 
+import io
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,10 +41,17 @@ def _open_decoded(path: str | Path) -> Image.Image:
         raise DataError(f"{path}: file does not exist")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty")
+    return _decoded(path, path.read_bytes)
+
+
+def _decoded(source: Path | io.BytesIO, data: Callable[[], bytes], name=None) -> Image.Image:
+    """Decode every pixel of the image in ``source`` (``data()`` gives its bytes, read only
+    for a JPEG), EXIF orientation applied; any failure is a DataError naming ``name``."""
+    name = source if name is None else name
     try:
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             if img.format in _JPEG_FORMATS:
-                img = _decode_jpeg(path, img)
+                img = _decode_jpeg(name, data(), img)
             else:
                 img.load()
             return ImageOps.exif_transpose(img)
@@ -51,7 +60,19 @@ def _open_decoded(path: str | Path) -> Image.Image:
     # Pillow's decoders report bad bytes as OSError, SyntaxError, ValueError, EOFError or
     # struct.error depending on the format; all of them mean "this file is broken".
     except Exception as err:
-        raise DataError(f"{path}: cannot decode image ({type(err).__name__}: {err})") from err
+        raise DataError(f"{name}: cannot decode image ({type(err).__name__}: {err})") from err
+
+
+def decode_image(data: bytes, name: str = "image") -> Image.Image:
+    """An image file's bytes (an upload, say) as :func:`read_image` reads a file: 8-bit RGB,
+    EXIF applied, JPEG decoded strictly; errors name ``name``.
+
+    Raises:
+        DataError: empty, truncated, corrupt or non-image data, or an unknown mode.
+    """
+    if not data:
+        raise DataError(f"{name}: no data (empty)")
+    return rgb_image(_decoded(io.BytesIO(data), lambda: data, name), name)
 
 
 # MPO (a camera's multi-picture JPEG) holds its first picture as an ordinary JPEG stream;
@@ -59,11 +80,10 @@ def _open_decoded(path: str | Path) -> Image.Image:
 _JPEG_FORMATS = ("JPEG", "MPO")
 
 
-def _decode_jpeg(path: Path, img: Image.Image) -> Image.Image:
+def _decode_jpeg(path: Path | str, data: bytes, img: Image.Image) -> Image.Image:
     """Decode the JPEG that Pillow opened as ``img`` (header read) with libjpeg's warnings as
     errors. L and RGB files are decoded by libjpeg-turbo directly; other modes (CMYK, YCCK:
     Pillow knows Adobe's inverted CMYK) are checked by it, then decoded by Pillow."""
-    data = path.read_bytes()
     try:
         if img.mode in ("L", "RGB"):
             space = "GRAY" if img.mode == "L" else "RGB"

@@ -11,8 +11,6 @@ uses, so a served image is seen exactly as infer sees the same file.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 import warnings
 
 import numpy as np
@@ -106,18 +104,13 @@ def check_header(data: bytes, max_pixels: int) -> tuple[int, int]:
 
 
 def decode(seg, data: bytes) -> np.ndarray:
-    """uint8 (H, W, 3) RGB of the image file in ``data``, decoded by ``seg.to_rgb`` from a
-    private temporary file, as infer decodes a file on disk (EXIF applied, strict JPEG).
+    """uint8 (H, W, 3) RGB of the image file in ``data``, decoded by ``seg.to_rgb`` as infer
+    decodes a file on disk (EXIF applied, strict JPEG).
 
     Raises:
         ApiError: 400 naming what is wrong with a truncated or corrupt file.
     """
-    fd, path = tempfile.mkstemp(prefix="segnet-serve-", suffix=".img")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        return seg.to_rgb(path)
+        return seg.to_rgb(data)
     except DataError as err:
-        raise ApiError(400, f"bad image: {str(err).removeprefix(f'{path}: ')}") from err
-    finally:
-        os.unlink(path)
+        raise ApiError(400, f"bad image: {str(err).removeprefix('image bytes: ')}") from err
