@@ -8,14 +8,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from segnet.data.transforms import eval_transforms
-from segnet.inference import (
-    Predictor,
-    blend_weights,
-    sliding_window_bands,
-    tta_probabilities,
-    window_starts,
-)
+from segnet.inference import Predictor, tta_probabilities
 from segnet.runtime.eager import PixelFCN
+from segnet.sliding_window import blend_weights, sliding_window_bands, window_starts
 
 
 def pointwise_model(num_classes: int = 5) -> nn.Module:

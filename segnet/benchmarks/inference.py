@@ -44,9 +44,10 @@ import segnet
 from segnet.benchmarks import Result
 from segnet.checkpoint import load_model
 from segnet.data.transforms import eval_transforms
-from segnet.inference import Predictor, class_map, window_starts
+from segnet.inference import Predictor, class_map
 from segnet.models import FCN
 from segnet.runtime.eager import PixelFCN
+from segnet.sliding_window import window_starts
 from segnet.system import SegmentationSystem
 from segnet.tasks.infer import infer
 
