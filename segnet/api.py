@@ -111,9 +111,9 @@ class Segmenter:
         """``image`` as predict sees it: uint8 (H, W, 3) RGB at its displayed size.
 
         Accepts a file path or a file's bytes (decoded strictly, EXIF orientation applied), a
-        ``PIL.Image`` in
-        any mode (EXIF orientation applied; alpha dropped; 16-bit scaled), a uint8 array
-        (H, W, 3), or a tensor (3, H, W) of uint8 or of floats in [0, 1] (rounded to 8 bits).
+        ``PIL.Image`` in any mode (EXIF orientation applied; alpha dropped; 16-bit scaled), a
+        uint8 array (H, W, 3), or a tensor (3, H, W) of uint8 or of floats in [0, 1] (rounded
+        to 8 bits).
 
         Raises:
             DataError: an unreadable or undecodable file or PIL image.
