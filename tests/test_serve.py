@@ -109,6 +109,20 @@ def test_png_and_overlay_are_what_infer_writes(seg, checkpoint, photos, tmp_path
             assert np.array_equal(np.asarray(served), np.asarray(written))
 
 
+def test_an_onnx_model_serves_what_infer_writes_with_it(onnx_model, photos, tmp_path):
+    """Either backend plugs in: the exported model served gives infer.py's mask on that model."""
+    onnx = Segmenter.from_onnx(onnx_model)
+    with client(onnx) as api:
+        info = api.get("/v1/info").json()
+        assert "onnxruntime" in str(info)
+        for name, path in photos.items():
+            mask, _ = infer_outputs(onnx_model, path, tmp_path / name)
+            answer = api.post("/v1/segment", content=path.read_bytes())
+            assert answer.status_code == 200, answer.text
+            assert answer.content == without_source_chunk(mask)
+            assert len(np.unique(np.asarray(Image.open(io.BytesIO(answer.content))))) > 1
+
+
 def test_json_counts_the_classes_of_the_png(seg, photos):
     data = photos["rotated"].read_bytes()
     with client(seg) as api:
