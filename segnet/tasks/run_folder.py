@@ -9,6 +9,7 @@ Training into a folder that holds another run is refused unless it resumes that 
 from __future__ import annotations
 
 import csv
+import io
 import shutil
 import time
 from pathlib import Path
@@ -20,6 +21,8 @@ from omegaconf import DictConfig, OmegaConf, read_write
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.utilities import rank_zero_only
+
+from segnet.outputs import write_text
 
 # The run folder's parts written by training (configs/callbacks, configs/logger), and
 # Lightning's SLURM requeue checkpoints, which it resumes from by itself.
@@ -78,6 +81,25 @@ class _ContinuedWriter(ExperimentWriter):
         if self._fs.isfile(self.metrics_file_path):
             with self._fs.open(self.metrics_file_path, "r", newline="") as file:
                 self.metrics_keys = next(csv.reader(file), [])
+
+    def save(self) -> None:
+        # The whole file, written atomically, the rows kept until then. Lightning appends, and
+        # truncates and rewrites the file when a column appears, in steps a Ctrl-C can split:
+        # that left one headerless row of the whole history, or rows wider than the header.
+        if not self.metrics:
+            return
+        self._record_new_keys()
+        path = Path(self.metrics_file_path)
+        earlier = []
+        if path.is_file():
+            with open(path, newline="") as file:
+                earlier = list(csv.DictReader(file))
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=self.metrics_keys)
+        writer.writeheader()
+        writer.writerows(earlier + self.metrics)
+        write_text(path, text.getvalue())
+        self.metrics = []
 
 
 class ContinuedCSVLogger(CSVLogger):
