@@ -23,7 +23,7 @@ import torch
 from PIL import Image, ImageOps
 from PIL.PngImagePlugin import PngInfo
 
-from segnet.data.classes import voc_palette
+from segnet.data.classes import class_colours
 from segnet.data.images import DataError, decode_image, read_image, rgb_image
 from segnet.inference import Predictor, class_map, size_batches
 from segnet.runtime import Backend, load_backend
@@ -104,8 +104,7 @@ class Segmenter:
     @property
     def palette(self) -> list[tuple[int, int, int]]:
         """(r, g, b) of each class, in class order: the colours of masks and overlays."""
-        flat = voc_palette()
-        return [tuple(flat[3 * i : 3 * i + 3]) for i in range(self.num_classes)]
+        return class_colours(self.num_classes)
 
     def to_rgb(self, image: ImageLike) -> np.ndarray:
         """``image`` as predict sees it: uint8 (H, W, 3) RGB at its displayed size.

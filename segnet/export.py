@@ -38,9 +38,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from segnet.data.classes import class_colours
 from segnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from segnet.data.voc import voc_palette
 from segnet.models import FCN
+from segnet.runtime.base import first_line
 from segnet.runtime.eager import PixelFCN, file_sha256, segnet_version
 from segnet.runtime.onnxrt import FORMAT, weights_sha256
 
@@ -73,18 +74,12 @@ class ExportError(ValueError):
     """An export refused: the ONNX graph does not reproduce the PyTorch model."""
 
 
-def palette_of(num_classes: int) -> list[list[int]]:
-    """The VOC colour of each class index, ``[[r, g, b], ...]`` (what infer.py's PNGs use)."""
-    flat = voc_palette()
-    return [flat[3 * i : 3 * i + 3] for i in range(num_classes)]
-
-
 def metadata(model: FCN, class_names: list[str], source: Path, settings: dict) -> dict[str, str]:
     """The strings stored in the .onnx: what a deployment needs besides the graph."""
     return {
         "segnet.format": FORMAT,
         "class_names": json.dumps(class_names),
-        "palette": json.dumps(palette_of(model.num_classes)),
+        "palette": json.dumps(class_colours(model.num_classes)),
         "input_convention": INPUT_CONVENTION,
         "mean": json.dumps(list(IMAGENET_MEAN)),
         "std": json.dumps(list(IMAGENET_STD)),
@@ -175,10 +170,9 @@ def verify_onnx(
         try:
             got = session.run(["logits"], {"image": images.numpy()})[0]
         except Exception as err:  # ORT's own Fail/RuntimeException types
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ExportError(
                 f"ONNX Runtime cannot run the exported model at {batch}x3x{height}x{width} "
-                f"({reason}); nothing was written"
+                f"({first_line(err)}); nothing was written"
             ) from err
         if got.shape != expected.shape:
             raise ExportError(

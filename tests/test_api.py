@@ -197,9 +197,7 @@ def test_model_files_that_are_not_models_are_one_clear_error(tmp_path):
 
 def test_the_defaults_are_those_of_infer_py():
     infer = OmegaConf.load(REPO / "configs" / "infer.yaml")
-    defaults = {
-        name: p.default for name, p in inspect.signature(Segmenter).parameters.items() if name
-    }
+    defaults = {name: p.default for name, p in inspect.signature(Segmenter).parameters.items()}
     assert defaults["flip"] == infer.tta.flip and list(defaults["scales"]) == infer.tta.scales
     for key in ("window", "overlap", "blend", "max_pixels", "batch_size"):
         assert defaults[key] == infer[key], key

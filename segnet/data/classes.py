@@ -31,6 +31,12 @@ VOC_CLASSES: tuple[str, ...] = (
 )
 
 
+def class_colours(num_classes: int) -> list[tuple[int, int, int]]:
+    """``(r, g, b)`` of labels ``0 .. num_classes - 1``: the colours of masks and overlays."""
+    flat = voc_palette()
+    return [tuple(flat[3 * i : 3 * i + 3]) for i in range(num_classes)]
+
+
 def voc_palette() -> list[int]:
     """VOC's 256-colour palette, flat [r0, g0, b0, r1, ...] (768 values) for ``Image.putpalette``.
 

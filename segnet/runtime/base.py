@@ -17,6 +17,12 @@ class ModelFileError(ValueError):
     what is wrong with it."""
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of ``err``'s message (ONNX Runtime's run to pages), or its type's name."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 @runtime_checkable
 class Backend(Protocol):
     """A trained segmentation model on some runtime.

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from segnet.runtime.base import ModelFileError
+from segnet.runtime.base import ModelFileError, first_line
 
 FORMAT = "segnet-fcn-onnx/1"
 """Value of the ``segnet.format`` metadata entry that marks a segnet model (and its layout)."""
@@ -105,8 +105,7 @@ class OnnxBackend:
                 str(path), options, providers=["CPUExecutionProvider"]
             )
         except Exception as err:  # ORT raises its own Fail/InvalidGraph types, not OSError
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ModelFileError(f"ONNX model {path} cannot be loaded: {first}") from err
+            raise ModelFileError(f"ONNX model {path} cannot be loaded: {first_line(err)}") from err
         self.path = path
         self.device = torch.device("cpu")
         try:
