@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import urllib.error
 from pathlib import Path
 
@@ -21,6 +22,15 @@ from segnet.data.demo import generate_demo_dataset  # noqa: E402
 from segnet.system import SegmentationSystem  # noqa: E402
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def default_ctrl_c():
+    """Each test starts with Python's own SIGINT handler. Code run in process (Lightning's
+    interrupt handling, servers) can leave SIGINT ignored, and an ignored signal is inherited by
+    every process a later test starts: its Ctrl-C then never arrives (a train.py meant to stop
+    trained on until the test's timeout)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
