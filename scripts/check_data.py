@@ -3,8 +3,8 @@
 python scripts/check_data.py root=/path/holding/VOCdevkit [year=2012] [splits=[train,val]]
 """
 
+from segnet.tasks.check_data import check_command
 from segnet.tasks.cli import run
-from segnet.tasks.data import check_command
 
 if __name__ == "__main__":
     run(check_command, "check_data")

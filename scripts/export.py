@@ -1,4 +1,4 @@
-"""Export a checkpoint to a verified ONNX model (see configs/export.yaml and segnet/export.py).
+"""Export a checkpoint to a verified ONNX model (configs/export.yaml, runtime/onnx_writer.py).
 
     python scripts/export.py ckpt_path=.../checkpoints/best.ckpt output=model.onnx
 

@@ -6,7 +6,7 @@ The result, ``root/VOCdevkit/VOC2012``, trains with ``data.root=<root>`` like th
 """
 
 from segnet.tasks.cli import run
-from segnet.tasks.data import make_demo_command
+from segnet.tasks.make_demo_data import make_demo_command
 
 if __name__ == "__main__":
     run(make_demo_command, "make_demo_data")

@@ -6,7 +6,7 @@ __all__ = ["Segmenter"]
 def __getattr__(name: str):
     # Lazy: importing a submodule (segnet.data, segnet.layers) does not load the model runtime.
     if name == "Segmenter":
-        from segnet.api import Segmenter
+        from segnet.predict.segmenter import Segmenter
 
         return Segmenter
     raise AttributeError(f"module 'segnet' has no attribute {name!r}")

@@ -19,7 +19,7 @@ import torch  # noqa: E402
 
 from segnet.data.datamodule import VOCDataModule  # noqa: E402
 from segnet.data.demo import generate_demo_dataset  # noqa: E402
-from segnet.system import SegmentationSystem  # noqa: E402
+from segnet.training.system import SegmentationSystem  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -81,8 +81,8 @@ def offline(monkeypatch, tmp_path) -> list[str]:
 @pytest.fixture(scope="session")
 def onnx_model(checkpoint, tmp_path_factory) -> Path:
     """The ``checkpoint`` exported to ONNX (verified against PyTorch by the export itself)."""
-    from segnet.checkpoint import load_model
-    from segnet.export import export_onnx
+    from segnet.runtime.checkpoint import load_model
+    from segnet.runtime.onnx_writer import export_onnx
 
     model, names = load_model(checkpoint, "cpu")
     data, _ = export_onnx(model, names, checkpoint)

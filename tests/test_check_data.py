@@ -13,9 +13,9 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from segnet.data.check import check_dataset, class_names_for, format_report
-from segnet.data.voc import voc_palette
+from segnet.data.classes import voc_palette
+from segnet.tasks.check_data import check_command
 from segnet.tasks.cli import EXIT_USAGE, guarded
-from segnet.tasks.data import check_command
 
 H, W = 20, 30
 REPO = Path(__file__).resolve().parents[1]

@@ -19,9 +19,9 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.strategies import DDPStrategy
 
 from segnet.data.datamodule import VOCDataModule
-from segnet.system import SegmentationSystem
 from segnet.tasks.config import ConfigError, check_num_classes, check_train_config
 from segnet.tasks.run_folder import ContinuedCSVLogger
+from segnet.training.system import SegmentationSystem
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 # The recipes the README names, and any other file in configs/experiment/.

@@ -12,10 +12,11 @@ import torch.distributed as dist
 from omegaconf import OmegaConf
 from torch.utils.data import DistributedSampler, RandomSampler, SequentialSampler
 
+from segnet.data.classes import IGNORE_INDEX, VOC_CLASSES
 from segnet.data.datamodule import VOCDataModule, whole_image_collate
 from segnet.data.demo import demo_dataset_ready
+from segnet.data.images import DataError
 from segnet.data.sampler import UnpaddedDistributedSampler, eval_sampler
-from segnet.data.voc import IGNORE_INDEX, VOC_CLASSES, DataError
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,10 +13,10 @@ from PIL import Image, ImageFilter
 from torchvision.datasets import VOCSegmentation
 
 from segnet.data import demo
+from segnet.data.classes import IGNORE_INDEX, VOC_CLASSES, voc_palette
 from segnet.data.demo import MARKER, demo_dataset_ready, generate_demo_dataset, scenes
-from segnet.data.voc import IGNORE_INDEX, VOC_CLASSES, voc_palette
 from segnet.tasks.cli import EXIT_USAGE, guarded
-from segnet.tasks.data import make_demo_command
+from segnet.tasks.make_demo_data import make_demo_command
 
 REPO = Path(__file__).resolve().parents[1]
 

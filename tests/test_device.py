@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from segnet import checkpoint as checkpoint_module
-from segnet.checkpoint import load_model
 from segnet.device import resolve_device
-from segnet.inference import Predictor
+from segnet.predict.predictor import Predictor
+from segnet.runtime import checkpoint as checkpoint_module
+from segnet.runtime.checkpoint import load_model
 from segnet.runtime.eager import PixelFCN
 
 

@@ -20,10 +20,11 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from segnet.checkpoint import CheckpointError, load_model
+from segnet.data.classes import VOC_CLASSES
 from segnet.data.transforms import eval_transforms, normalize
-from segnet.data.voc import VOC_CLASSES, VOCSegmentationDataset
-from segnet.inference import Predictor
+from segnet.data.voc import VOCSegmentationDataset
+from segnet.predict.predictor import Predictor
+from segnet.runtime.checkpoint import CheckpointError, load_model
 from segnet.tasks.cli import guarded
 from segnet.tasks.evaluate import evaluate, evaluate_command
 from segnet.tasks.infer import infer_command

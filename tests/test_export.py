@@ -13,13 +13,13 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-import segnet.export
+import segnet.runtime.onnx_writer
 import segnet.tasks.export
 from segnet import Segmenter
-from segnet.checkpoint import load_model
-from segnet.data.voc import voc_palette
-from segnet.export import ATOL, ExportError, verification_images, verify_onnx
+from segnet.data.classes import voc_palette
+from segnet.runtime.checkpoint import load_model
 from segnet.runtime.eager import EagerBackend, PixelFCN
+from segnet.runtime.onnx_writer import ATOL, ExportError, verification_images, verify_onnx
 from segnet.runtime.onnxrt import OnnxBackend
 from segnet.tasks.cli import guarded
 from segnet.tasks.export import export_command
@@ -71,7 +71,10 @@ def test_metadata_round_trip(onnx_model, checkpoint):
     assert info["source_checkpoint"] == checkpoint.name
     assert info["mean"] == [0.485, 0.456, 0.406] and info["std"] == [0.229, 0.224, 0.225]
     assert "uint8 RGB" in info["input_convention"]
-    assert info["export"]["atol"] == ATOL and info["export"]["opset"] == segnet.export.OPSET
+    assert (
+        info["export"]["atol"] == ATOL
+        and info["export"]["opset"] == segnet.runtime.onnx_writer.OPSET
+    )
     seg = Segmenter.from_onnx(onnx_model)
     assert seg.class_names == names and seg.palette == backend.palette
 
@@ -85,15 +88,15 @@ def test_segmenter_on_onnx_predicts_as_on_the_checkpoint(onnx_model, checkpoint)
 
 def test_export_refuses_a_graph_that_does_not_reproduce_pytorch(checkpoint, tmp_path, monkeypatch):
     """A graph 0.01 off on one class (as a wrong mean/std or frozen pad would be): no file."""
-    trace = segnet.export.trace_to_onnx
+    trace = segnet.runtime.onnx_writer.trace_to_onnx
 
-    def drifted(pixel_model, opset=segnet.export.OPSET):
+    def drifted(pixel_model, opset=segnet.runtime.onnx_writer.OPSET):
         wrong = copy.deepcopy(pixel_model)
         with torch.no_grad():
             wrong.model.score32.bias[0] += 0.01
         return trace(wrong, opset)
 
-    monkeypatch.setattr(segnet.export, "trace_to_onnx", drifted)
+    monkeypatch.setattr(segnet.runtime.onnx_writer, "trace_to_onnx", drifted)
     output = tmp_path / "model.onnx"
     with pytest.raises(ExportError, match=r"does not reproduce PyTorch .*nothing was written"):
         export_command(config(checkpoint, output))
@@ -112,8 +115,8 @@ class _ClassesReversed(torch.nn.Module):
 def test_verification_refuses_changed_labels_within_the_logit_tolerance(checkpoint):
     model, _ = load_model(checkpoint, "cpu")
     reference = PixelFCN(model).eval()
-    proto = segnet.export.trace_to_onnx(_ClassesReversed(reference).eval())
-    data = segnet.export.with_metadata(proto, {}).SerializeToString()
+    proto = segnet.runtime.onnx_writer.trace_to_onnx(_ClassesReversed(reference).eval())
+    data = segnet.runtime.onnx_writer.with_metadata(proto, {}).SerializeToString()
     with pytest.raises(ExportError, match=r"labels differ on [1-9]"):
         verify_onnx(data, reference, shapes=[(1, 40, 24)], atol=float("inf"))
 
@@ -133,8 +136,8 @@ class _WidthFrozen(torch.nn.Module):
 def test_verification_turns_an_onnx_runtime_failure_into_a_refusal(checkpoint):
     model, _ = load_model(checkpoint, "cpu")
     reference = PixelFCN(model).eval()
-    proto = segnet.export.trace_to_onnx(_WidthFrozen(reference).eval())
-    data = segnet.export.with_metadata(proto, {}).SerializeToString()
+    proto = segnet.runtime.onnx_writer.trace_to_onnx(_WidthFrozen(reference).eval())
+    data = segnet.runtime.onnx_writer.with_metadata(proto, {}).SerializeToString()
     with pytest.raises(ExportError, match=r"ONNX Runtime cannot run .* at 1x3x40x24 \("):
         verify_onnx(data, reference, shapes=[(1, 40, 24)])
 

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 from scipy.io import savemat
 
+from segnet.data.classes import voc_palette
 from segnet.data.images import (
     DataError,
     frame_count,
@@ -18,7 +19,6 @@ from segnet.data.images import (
     read_sbd_mask,
     require_same_size,
 )
-from segnet.data.voc import voc_palette
 
 H, W = 20, 30
 

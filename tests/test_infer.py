@@ -19,7 +19,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from PIL import Image, ImageOps
 
-from segnet.data.voc import voc_palette
+from segnet.data.classes import voc_palette
 from segnet.tasks import infer as infer_module
 from segnet.tasks.cli import Terminated, guarded
 from segnet.tasks.infer import infer, infer_command

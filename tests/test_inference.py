@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from segnet.data.transforms import eval_transforms
-from segnet.inference import Predictor, tta_probabilities
+from segnet.predict.predictor import Predictor, tta_probabilities
+from segnet.predict.sliding_window import blend_weights, sliding_window_bands, window_starts
 from segnet.runtime.eager import PixelFCN
-from segnet.sliding_window import blend_weights, sliding_window_bands, window_starts
 
 
 def pointwise_model(num_classes: int = 5) -> nn.Module:

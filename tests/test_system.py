@@ -12,10 +12,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from segnet.data.datamodule import whole_image_collate
 from segnet.data.transforms import pad_collate
-from segnet.inference import Predictor
 from segnet.metrics import confusion_scores
 from segnet.models import FCN
-from segnet.system import SegmentationSystem
+from segnet.predict.predictor import Predictor
+from segnet.training.system import SegmentationSystem
 
 NAMES = ["background", "square", "disc"]
 MODEL_KEYS = (

@@ -28,10 +28,10 @@ from omegaconf import DictConfig
 
 from segnet.data.datamodule import VOCDataModule
 from segnet.data.demo import generate_demo_dataset
-from segnet.system import SegmentationSystem
 from segnet.tasks.config import ConfigError
 from segnet.tasks.evaluate import evaluate
 from segnet.tasks.train import train
+from segnet.training.system import SegmentationSystem
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "configs"

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as nnf
 from torchvision import tv_tensors
 
+from segnet.data.classes import IGNORE_INDEX, voc_palette
 from segnet.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -20,7 +21,6 @@ from segnet.data.transforms import (
     pad_collate,
     train_transforms,
 )
-from segnet.data.voc import IGNORE_INDEX, voc_palette
 
 PALETTE = torch.tensor(voc_palette(), dtype=torch.float32).view(256, 3)
 LABELS = torch.tensor([0, 3, 7, 12, 15, 20])

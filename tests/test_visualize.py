@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segnet.data.voc import VOC_CLASSES, voc_palette
+from segnet.data.classes import VOC_CLASSES, voc_palette
 from segnet.visualize import class_label, colorize, overlay, plot_confusion_matrix
 
 PALETTE = np.array(voc_palette(), dtype=np.uint8).reshape(256, 3)

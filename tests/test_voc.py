@@ -14,13 +14,10 @@ from PIL import Image
 from scipy.io import savemat
 from torchvision import tv_tensors
 
+from segnet.data.classes import IGNORE_INDEX, voc_palette
+from segnet.data.images import DataError
 from segnet.data.sbd import VOCTrainAugDataset
-from segnet.data.voc import (
-    IGNORE_INDEX,
-    DataError,
-    VOCSegmentationDataset,
-    voc_palette,
-)
+from segnet.data.voc import VOCSegmentationDataset
 
 H, W = 20, 30
 TRAIN = ["2007_000032", "2007_000039", "2008_000002"]

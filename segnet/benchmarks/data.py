@@ -25,9 +25,10 @@ import torch
 from PIL import Image, ImageDraw
 
 from segnet.benchmarks import Result
+from segnet.data.classes import IGNORE_INDEX, voc_palette
 from segnet.data.datamodule import VOCDataModule
 from segnet.data.transforms import train_transforms
-from segnet.data.voc import IGNORE_INDEX, VOCSegmentationDataset, voc_palette
+from segnet.data.voc import VOCSegmentationDataset
 from segnet.models import FCN
 
 SECTION = "data"

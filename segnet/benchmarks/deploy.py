@@ -2,21 +2,20 @@
 
 Speed: FCN-8s on mobilenet_v3_large, resnet18 and resnet50 (untrained, ``pretrained=False``:
 weights do not change the cost) is saved as a checkpoint, rebuilt from it, exported with
-:mod:`segnet.export` (trace + metadata; the export's own verification is skipped for time, and
-replaced by a check that ONNX Runtime's logits match eager's within ``segnet.export.ATOL`` on
-every warm-up run below). Contenders: :class:`EagerBackend` (``PixelFCN`` under
-``torch.inference_mode``) and :class:`OnnxBackend`, both uint8 (N, 3, H, W) in, logits out,
-with 2 threads each (``torch.set_num_threads(2)``, ORT ``intra_op_num_threads=2``). Cases:
-batch 1 at 320x480 (H x W) and on a 500x375 photo (W x H, VOC-like), batch 8 at 320x480; case
-names give width x height. The
-contenders alternate repetition by repetition (the order flips each time), so load from other
-processes on a shared machine falls on both alike; latencies are medians and the speed-up is
-the median of the per-repetition ratios. At batch 1, 320x480 both also run with 1 thread each,
-as a control: on a loaded machine torch's OpenMP threads lose time waiting for each other at
-every parallel region, which a single thread cannot, and its CPU-time ratio is the compute
-alone. int8 is not measured: export does not offer it (segnet/quantize.py measures it and
-says why).
-Target: ONNX Runtime >= 1.5x eager throughput at batch 1 for resnet18 and mobilenet_v3_large.
+:mod:`segnet.runtime.onnx_writer` (trace + metadata; the export's own verification is skipped
+for time, and replaced by a check that ONNX Runtime's logits match eager's within
+``segnet.runtime.onnx_writer.ATOL`` on every warm-up run below). Contenders:
+:class:`EagerBackend` (``PixelFCN`` under ``torch.inference_mode``) and :class:`OnnxBackend`,
+both uint8 (N, 3, H, W) in, logits out, with 2 threads each (``torch.set_num_threads(2)``, ORT
+``intra_op_num_threads=2``). Cases: batch 1 at 320x480 (H x W) and on a 500x375 photo (W x H,
+VOC-like), batch 8 at 320x480; case names give width x height. The contenders alternate
+repetition by repetition (the order flips each time), so load from other processes on a shared
+machine falls on both alike; latencies are medians and the speed-up is the median of the
+per-repetition ratios. At batch 1, 320x480 both also run with 1 thread each, as a control: on a
+loaded machine torch's OpenMP threads lose time waiting for each other at every parallel region,
+which a single thread cannot, and its CPU-time ratio is the compute alone. int8 is not measured:
+export does not offer it (segnet/benchmarks/quantize.py measures it and says why). Target: ONNX
+Runtime >= 1.5x eager throughput at batch 1 for resnet18 and mobilenet_v3_large.
 
 Memory: peak RSS (``VmHWM``) of three fresh processes that each load one model and segment one
 500x375 JPEG: ``Segmenter.from_checkpoint`` (eager), ``segnet/benchmarks/onnx_only.py``
@@ -48,10 +47,17 @@ from torchvision.transforms.v2.functional import pil_to_tensor
 
 from segnet.benchmarks import Result
 from segnet.benchmarks.inference import infer_config, save_checkpoint, write_photo
-from segnet.checkpoint import load_model
 from segnet.data.images import read_image
-from segnet.export import ATOL, OPSET, metadata, trace_to_onnx, verification_images, with_metadata
+from segnet.runtime.checkpoint import load_model
 from segnet.runtime.eager import EagerBackend, PixelFCN
+from segnet.runtime.onnx_writer import (
+    ATOL,
+    OPSET,
+    metadata,
+    trace_to_onnx,
+    verification_images,
+    with_metadata,
+)
 from segnet.runtime.onnxrt import OnnxBackend
 from segnet.tasks.infer import infer
 

@@ -42,14 +42,14 @@ from PIL import Image
 
 import segnet
 from segnet.benchmarks import Result
-from segnet.checkpoint import load_model
 from segnet.data.transforms import eval_transforms
-from segnet.inference import Predictor, class_map
 from segnet.models import FCN
+from segnet.predict.predictor import Predictor, class_map
+from segnet.predict.sliding_window import window_starts
+from segnet.runtime.checkpoint import load_model
 from segnet.runtime.eager import PixelFCN
-from segnet.sliding_window import window_starts
-from segnet.system import SegmentationSystem
 from segnet.tasks.infer import infer
+from segnet.training.system import SegmentationSystem
 
 CONFIGS = Path(segnet.__file__).resolve().parents[1] / "configs"
 SECTION = "inference"
@@ -118,7 +118,7 @@ _PEAK_RSS = """
 import resource, sys
 from pathlib import Path
 from hydra import compose, initialize_config_dir
-from segnet.checkpoint import load_model
+from segnet.runtime.checkpoint import load_model
 from segnet.tasks.infer import infer
 configs, ckpt, image, out = sys.argv[1:5]
 if image == "-":

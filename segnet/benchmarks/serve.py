@@ -23,9 +23,9 @@ from pathlib import Path
 
 import httpx
 
-from segnet.api import Segmenter
 from segnet.benchmarks import Result
 from segnet.benchmarks.inference import end_to_end, save_checkpoint, write_photo
+from segnet.predict.segmenter import Segmenter
 from segnet.serve import ServeSettings, create_app
 from segnet.serve.server import background_server
 

@@ -1,8 +1,8 @@
 """Training benchmark: step throughput of FCN-8s, and the demo's time to reach its mIoU target.
 
 Throughput: images/s of one full training step (forward, cross-entropy, backward, optimiser
-step) through :class:`segnet.system.SegmentationSystem`'s own forward, loss and optimiser, for
-FCN-8s on resnet18 and resnet50 at 320x480, batch 8, in fp32 and bf16-mixed
+step) through :class:`segnet.training.system.SegmentationSystem`'s own forward, loss and
+optimiser, for FCN-8s on resnet18 and resnet50 at 320x480, batch 8, in fp32 and bf16-mixed
 (``torch.autocast("cpu", torch.bfloat16)``, what ``precision=bf16-mixed`` does on CPU), each
 with and without channels-last. Figure: batch / median step time after warm-up steps, with
 the timed steps interleaved round-robin across cases so a burst of load from elsewhere hits
@@ -34,7 +34,7 @@ import pytorch_lightning as pl
 import torch
 
 from segnet.benchmarks import Result
-from segnet.system import SegmentationSystem
+from segnet.training.system import SegmentationSystem
 
 SECTION = "training"
 DEMO_TARGET_MIOU = 0.60

@@ -12,14 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from segnet.data.classes import IGNORE_INDEX, default_class_names
 from segnet.data.images import DataError, read_image, read_mask, require_same_size
-from segnet.data.voc import (
-    IGNORE_INDEX,
-    VOC_CLASSES,
-    require_voc_dir,
-    voc_split_file,
-    voc_split_files,
-)
+from segnet.data.voc import require_voc_dir, voc_split_file, voc_split_files
 
 UNION_SPLITS = ("trainval",)
 """Splits that are unions of others by definition, so sharing their ids is no leak."""
@@ -125,9 +120,7 @@ def class_names_for(num_classes: int, class_names: Sequence[str] | None = None) 
         if len(class_names) != num_classes:
             raise ValueError(f"{len(class_names)} class names given for {num_classes} classes")
         return list(class_names)
-    if num_classes == len(VOC_CLASSES):
-        return list(VOC_CLASSES)
-    return [f"class_{i}" for i in range(num_classes)]
+    return default_class_names(num_classes)
 
 
 def format_report(report: CheckReport, class_names: Sequence[str]) -> str:

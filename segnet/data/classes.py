@@ -1,5 +1,6 @@
-"""Pascal VOC's classes, void label and palette: plain values, importable without torchvision
-(a serving process needs the colours, not the dataset readers)."""
+"""Where class names and colours come from: Pascal VOC's classes and palette, the void label,
+and the names of unnamed classes. Plain values, importable without torchvision (a serving
+process needs the colours, not the dataset readers)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,13 @@ VOC_CLASSES: tuple[str, ...] = (
     "train",
     "tvmonitor",
 )
+
+
+def default_class_names(num_classes: int) -> list[str]:
+    """The names of ``num_classes`` classes nobody named: VOC's for 21, else ``class_0, ...``."""
+    if num_classes == len(VOC_CLASSES):
+        return list(VOC_CLASSES)
+    return [f"class_{i}" for i in range(num_classes)]
 
 
 def class_colours(num_classes: int) -> list[tuple[int, int, int]]:

@@ -19,7 +19,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from segnet.data.classes import IGNORE_INDEX, VOC_CLASSES
 from segnet.data.demo import demo_dataset_ready, generate_demo_dataset
+from segnet.data.images import DataError
 from segnet.data.sampler import eval_sampler
 from segnet.data.sbd import VOCTrainAugDataset
 from segnet.data.transforms import (
@@ -28,15 +30,7 @@ from segnet.data.transforms import (
     eval_transforms,
     train_transforms,
 )
-from segnet.data.voc import (
-    IGNORE_INDEX,
-    VOC_CLASSES,
-    DataError,
-    VOCSegmentationDataset,
-    download_voc,
-    require_voc_dir,
-    voc_dir,
-)
+from segnet.data.voc import VOCSegmentationDataset, download_voc, require_voc_dir, voc_dir
 
 log = logging.getLogger(__name__)
 

@@ -18,13 +18,10 @@ from torchvision.datasets import VOCSegmentation
 from torchvision.datasets.voc import DATASET_YEAR_DICT
 from torchvision.transforms.v2 import functional as F
 
-from segnet.data.classes import IGNORE_INDEX, VOC_CLASSES, voc_palette
+from segnet.data.classes import IGNORE_INDEX
 from segnet.data.images import DataError, read_image, read_mask, read_sbd_mask, require_same_size
 
 __all__ = [
-    "IGNORE_INDEX",
-    "VOC_CLASSES",
-    "DataError",
     "SegmentationPairs",
     "VOCSegmentationDataset",
     "download_voc",
@@ -33,7 +30,6 @@ __all__ = [
     "require_files",
     "require_voc_dir",
     "voc_dir",
-    "voc_palette",
     "voc_split_file",
     "voc_split_files",
 ]

@@ -1,4 +1,4 @@
-"""The one interface every model runtime offers to :mod:`segnet.inference` and :mod:`segnet.api`.
+"""The one interface every model runtime offers to :mod:`segnet.predict` (Predictor, Segmenter).
 
 A backend maps 8-bit RGB images to logits. Normalisation lives inside the backend (inside the
 graph, for an exported model), so nothing outside it can feed a model wrongly scaled pixels.

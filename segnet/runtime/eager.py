@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from segnet.checkpoint import load_model
 from segnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from segnet.device import resolve_device
 from segnet.models import FCN
+from segnet.runtime.checkpoint import load_model
 
 
 class PixelFCN(nn.Module):
@@ -81,7 +81,7 @@ class EagerBackend:
 
         Raises:
             ValueError: ``device`` is not usable here. CheckpointError: see
-                :func:`segnet.checkpoint.load_model`.
+                :func:`segnet.runtime.checkpoint.load_model`.
         """
         model, names = load_model(path, resolve_device(device))
         source = {"source": str(path), "source_sha256": file_sha256(path)}

@@ -1,7 +1,8 @@
 """A segnet .onnx model (from scripts/export.py) on ONNX Runtime's CPU provider.
 
 Everything a prediction needs comes from the file: the graph takes uint8 RGB and normalises
-inside, and its metadata holds the class names, palette and provenance (see segnet/export.py).
+inside, and its metadata holds the class names, palette and provenance (see
+:mod:`segnet.runtime.onnx_writer`).
 """
 
 from __future__ import annotations

@@ -17,11 +17,13 @@ import torch
 from omegaconf import DictConfig
 from pytorch_lightning.utilities import rank_zero_only
 
-from segnet.checkpoint import MODEL_KEYS, CheckpointError, read_checkpoint
-from segnet.data.voc import VOC_CLASSES, DataError, require_voc_dir
+from segnet.data.classes import VOC_CLASSES
+from segnet.data.images import DataError
+from segnet.data.voc import require_voc_dir
 from segnet.models import BACKBONES, VARIANTS
-from segnet.system import OPTIMIZERS
+from segnet.runtime.checkpoint import MODEL_KEYS, CheckpointError, read_checkpoint
 from segnet.tasks.run_folder import previous_run, run_folder_state
+from segnet.training.system import OPTIMIZERS
 
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 

@@ -31,9 +31,9 @@ from tqdm import tqdm
 from segnet.data.images import DataError
 from segnet.data.transforms import pad_collate
 from segnet.data.voc import SegmentationPairs, voc_dir, voc_split_file
-from segnet.inference import image_size, size_batches
 from segnet.metrics import confusion_counts, confusion_scores
 from segnet.outputs import OutputError, check_output_dir, remove_stale_temporaries, write_together
+from segnet.predict.predictor import image_size, size_batches
 from segnet.tasks.cli import EXIT_OK
 from segnet.tasks.config import ConfigError
 from segnet.tasks.distributed import (

@@ -2,7 +2,7 @@
 
 Everything cheap is checked before the export starts (the output's name and folder, whether it
 exists, the checkpoint); the file is written only after ONNX Runtime reproduced PyTorch (see
-:func:`segnet.export.verify_onnx`).
+:func:`segnet.runtime.onnx_writer.verify_onnx`).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from segnet.checkpoint import load_model
-from segnet.export import export_onnx
 from segnet.outputs import OutputError, check_output_dir, write_bytes
+from segnet.runtime.checkpoint import load_model
+from segnet.runtime.onnx_writer import export_onnx
 from segnet.tasks.cli import EXIT_OK
 from segnet.tasks.config import ConfigError
 

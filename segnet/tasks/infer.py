@@ -38,14 +38,14 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2.functional import pil_to_tensor
 from tqdm import tqdm
 
-from segnet.api import Segmenter
 from segnet.data.images import DataError, frame_count, read_image
-from segnet.inference import image_size, size_batches
 from segnet.outputs import (
     check_output_dir,
     remove_stale_temporaries,
     temporary_path,
 )
+from segnet.predict.predictor import image_size, size_batches
+from segnet.predict.segmenter import Segmenter
 from segnet.tasks.cli import EXIT_OK, EXIT_PARTIAL, Terminated
 from segnet.tasks.distributed import process_device, start_distributed, world_size
 from segnet.tasks.infer_inputs import (

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from segnet.api import SOURCE_KEY
+from segnet.predict.segmenter import SOURCE_KEY
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 

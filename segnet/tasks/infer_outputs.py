@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segnet.api import Segmenter
-from segnet.inference import Predictor, class_map
 from segnet.outputs import write_together
+from segnet.predict.predictor import Predictor, class_map
+from segnet.predict.segmenter import Segmenter
 from segnet.tasks.infer_inputs import Job
 
 

@@ -26,11 +26,11 @@ from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from segnet.checkpoint import read_checkpoint
-from segnet.system import SCORES, SegmentationSystem
+from segnet.runtime.checkpoint import read_checkpoint
 from segnet.tasks.cli import one_line
 from segnet.tasks.config import ConfigError, check_num_classes, check_train_config
 from segnet.tasks.run_folder import delete_previous_run, replaces_run
+from segnet.training.system import SCORES, SegmentationSystem
 
 SIGTERM_EXIT_CODE = 143  # 128 + SIGTERM: what a shell or SLURM expects of a terminated job
 

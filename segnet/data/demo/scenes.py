@@ -11,9 +11,9 @@ import colorsys
 import numpy as np
 from PIL import Image, ImageFilter
 
+from segnet.data.classes import IGNORE_INDEX
 from segnet.data.demo.shapes import draw_shape, fill_fraction
 from segnet.data.demo.textures import TEXTURES, smooth_noise
-from segnet.data.voc import IGNORE_INDEX
 
 Array = np.ndarray
 

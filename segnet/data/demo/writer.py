@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from segnet.data.classes import VOC_CLASSES, voc_palette
 from segnet.data.demo import scenes
 from segnet.data.images import DataError
-from segnet.data.voc import VOC_CLASSES, voc_palette
 
 FORMAT_VERSION = 2
 """Stamped into the completion marker: bump it whenever the drawing changes, so that trees made

@@ -2,7 +2,7 @@
 
 - Whole image: the FCN takes any size, so by default an image is predicted in one pass at
   its own resolution (Long et al., CVPR 2015, evaluate whole images the same way).
-- Sliding window (:mod:`segnet.sliding_window`): for images too large for memory, blended
+- Sliding window (:mod:`segnet.predict.sliding_window`): for images too large for memory, blended
   band by band so a huge image needs memory for one band of windows.
 - TTA: horizontal flip and multiple scales. For each scale the IMAGE is resized
   bilinearly, predicted, and its LOGITS are resized back bilinearly to the input size
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
-from segnet.sliding_window import BLENDS, sliding_window_bands, window_size
+from segnet.predict.sliding_window import BLENDS, sliding_window_bands, window_size
 
 # EXIF orientations 5-8 rotate by 90 degrees: the shown image has width and height swapped.
 _TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)

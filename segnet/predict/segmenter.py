@@ -25,7 +25,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from segnet.data.classes import class_colours
 from segnet.data.images import DataError, decode_image, read_image, rgb_image
-from segnet.inference import Predictor, class_map, size_batches
+from segnet.predict.predictor import Predictor, class_map, size_batches
 from segnet.runtime import Backend, load_backend
 from segnet.visualize import colorize, overlay
 
@@ -43,7 +43,7 @@ class Segmenter:
             :meth:`load`, :meth:`from_checkpoint` or :meth:`from_onnx`).
         flip, scales: test-time augmentation (mirror; resize factors such as (0.75, 1, 1.25)).
         window, overlap, blend: sliding windows for images above ``max_pixels`` pixels
-            (window None: every image whole). See :class:`segnet.inference.Predictor`.
+            (window None: every image whole). See :class:`segnet.predict.predictor.Predictor`.
         max_pixels: images with more pixels than this go through sliding windows.
         batch_size: images (of one size) or windows per forward pass.
     """

@@ -2,8 +2,9 @@
 
 The issue's bar for ``export.py quantize=int8``: at least 1.5x faster than fp32 ONNX Runtime at
 batch 1 with at most 1.0 point of mIoU lost. :func:`measure_int8` measures exactly that;
-``python -m segnet.quantize MODEL.onnx DEMO_ROOT`` prints it (run it outside the repository:
-ONNX Runtime's quantizer leaves temporary files in the working directory when it fails).
+``python -m segnet.benchmarks.quantize MODEL.onnx DEMO_ROOT`` prints it (run it outside the
+repository: ONNX Runtime's quantizer leaves temporary files in the working directory when it
+fails).
 
 Measured 2026-11-29 on the demo model (FCN-8s mobilenet_v3_large, 9 epochs), ORT 1.32, 2 threads
 on the shared 2-core AVX2 box (no VNNI), 64 demo-train images for MinMax calibration, int8
@@ -37,8 +38,8 @@ import torch
 
 from segnet.data.images import read_image, read_mask
 from segnet.data.voc import voc_split_files
-from segnet.export import verification_images
 from segnet.metrics import confusion_counts, confusion_scores
+from segnet.runtime.onnx_writer import verification_images
 
 
 def _pixels(path: str) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 A checkpoint is read with ``torch.load(weights_only=True)``: only tensors and plain Python
 values are unpickled, so a checkpoint can never run code. The network is rebuilt from the
-``hyper_parameters`` that :class:`segnet.system.SegmentationSystem` saves (the
+``hyper_parameters`` that :class:`segnet.training.system.SegmentationSystem` saves (the
 :class:`~segnet.models.FCN` arguments and ``class_names``) and its weights are the state
 dict entries under the ``model.`` prefix. Nothing else from training is needed: no config,
 no pretrained download (``pretrained=False``, the trained weights replace them anyway).
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from segnet.data.voc import VOC_CLASSES
+from segnet.data.classes import default_class_names
 from segnet.device import resolve_device
 from segnet.models import FCN
 from segnet.runtime.base import ModelFileError
@@ -121,8 +121,7 @@ def load_model(ckpt_path: str | Path, device: str | torch.device = "cpu") -> tup
         ) from err
     names = hparams.get("class_names")
     if names is None:  # SegmentationSystem's own default
-        names = VOC_CLASSES if model.num_classes == len(VOC_CLASSES) else []
-        names = names or [f"class_{i}" for i in range(model.num_classes)]
+        names = default_class_names(model.num_classes)
     if len(names) != model.num_classes:
         raise CheckpointError(
             f"checkpoint {path}: {len(names)} class_names for {model.num_classes} classes"

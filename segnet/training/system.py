@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from segnet.data.voc import IGNORE_INDEX, VOC_CLASSES
-from segnet.inference import class_map
+from segnet.data.classes import IGNORE_INDEX, default_class_names
 from segnet.metrics import confusion_scores
 from segnet.models import FCN
+from segnet.predict.predictor import class_map
 
 OPTIMIZERS = ("sgd", "adamw")
 SCORES = ("pixel_acc", "mean_acc", "miou", "fw_iou")
@@ -87,7 +87,7 @@ class SegmentationSystem(pl.LightningModule):
         # Hydra hands over ListConfig objects: store plain lists so checkpoints stay
         # loadable with weights_only=True (save_hyperparameters reads these locals).
         if class_names is None:
-            class_names = _default_class_names(num_classes)
+            class_names = default_class_names(num_classes)
         class_names = [str(name) for name in class_names]
         if class_weights is not None:
             class_weights = [float(w) for w in class_weights]
@@ -250,12 +250,6 @@ def _classes(logits: Tensor) -> Tensor:
     float32 softmax probabilities, where two classes can tie that the logits still told apart
     (one pixel in 10^5 or so), ties going to the lower class."""
     return class_map(logits.float().softmax(dim=1))
-
-
-def _default_class_names(num_classes: int) -> list[str]:
-    if num_classes == len(VOC_CLASSES):
-        return list(VOC_CLASSES)
-    return [f"class_{i}" for i in range(num_classes)]
 
 
 def _check_args(

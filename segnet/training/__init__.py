@@ -1,0 +1,1 @@
+"""Training: the LightningModule (:mod:`segnet.training.system`) that fits an FCN."""
