@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -259,3 +262,34 @@ def test_bad_arguments_are_rejected_clearly():
             FCN(num_classes=bad)
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\), got \(1, 1, 32, 32\)"):
         FCN().eval()(torch.randn(1, 1, 32, 32))
+
+
+def test_one_definition_rebuilds_the_fcn_that_training_built():
+    """fcn_from_hparams reads exactly ARCHITECTURE_KEYS; the LightningModule, the model config
+    and a checkpoint's hyper-parameters offer every FCN argument under the same name and
+    default, so adding an FCN argument cannot leave one of them behind silently."""
+    from omegaconf import OmegaConf
+
+    from segnet.models import ARCHITECTURE_KEYS, fcn_from_hparams
+    from segnet.training.system import SegmentationSystem
+
+    fcn_args = inspect.signature(FCN).parameters
+    assert set(ARCHITECTURE_KEYS) <= set(fcn_args)
+    system_args = inspect.signature(SegmentationSystem).parameters
+    for name, arg in fcn_args.items():
+        assert name in system_args and system_args[name].default == arg.default, name
+    model_config = OmegaConf.load(Path(__file__).parents[1] / "configs" / "model" / "fcn.yaml")
+    assert set(fcn_args) <= set(model_config)
+
+    hparams = {
+        "num_classes": 4,
+        "backbone": "resnet18",
+        "variant": "fcn16s",
+        "trainable_upsample": False,
+        "lr": 0.5,  # not an architecture key: ignored
+    }
+    model = fcn_from_hparams(hparams)
+    assert (model.num_classes, model.backbone_name, model.variant) == (4, "resnet18", "fcn16s")
+    assert not model.upsample.weight.requires_grad
+    with pytest.raises(KeyError, match="trainable_upsample"):
+        fcn_from_hparams({k: v for k, v in hparams.items() if k != "trainable_upsample"})

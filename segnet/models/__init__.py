@@ -6,13 +6,15 @@ from segnet.models.backbones import (
     PretrainedWeightsUnavailable,
     build_backbone,
 )
-from segnet.models.fcn import FCN, VARIANTS
+from segnet.models.fcn import ARCHITECTURE_KEYS, FCN, VARIANTS, fcn_from_hparams
 
 __all__ = [
+    "ARCHITECTURE_KEYS",
     "BACKBONES",
     "FCN",
     "IMAGENET_WEIGHTS",
     "VARIANTS",
     "PretrainedWeightsUnavailable",
     "build_backbone",
+    "fcn_from_hparams",
 ]

@@ -14,6 +14,9 @@ convolution initialised to bilinear interpolation).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -23,6 +26,12 @@ from segnet.models.backbones import build_backbone
 VARIANTS: tuple[str, ...] = ("fcn32s", "fcn16s", "fcn8s")
 _OUTPUT_STRIDE = {"fcn32s": 32, "fcn16s": 16, "fcn8s": 8}
 _ALIGN = 32  # the trunk's total stride: inputs are padded to a multiple of it
+
+ARCHITECTURE_KEYS: tuple[str, ...] = ("num_classes", "backbone", "variant", "trainable_upsample")
+"""The :class:`FCN` arguments that decide which weights it has: a checkpoint's
+``hyper_parameters`` must hold them to rebuild its network, and a run resumes only with the same
+values. The other two arguments (``pretrained``, ``weights_path``) only say where the trunk's
+first weights come from."""
 
 
 class FCN(nn.Module):
@@ -108,6 +117,19 @@ class FCN(nn.Module):
         """Score layers and upsampling filters: every parameter outside the trunk."""
         trunk = {id(p) for p in self.backbone.parameters()}
         return [p for p in self.parameters() if id(p) not in trunk]
+
+
+def fcn_from_hparams(hparams: Mapping[str, Any], **trunk_init: Any) -> FCN:
+    """The FCN that ``hparams`` describe: the values of :data:`ARCHITECTURE_KEYS` taken from
+    ``hparams`` (a checkpoint's ``hyper_parameters``, a LightningModule's ``hparams``; other keys
+    are ignored), the trunk started as ``trunk_init`` says (``pretrained``, ``weights_path``;
+    by default randomly: weights loaded afterwards replace it anyway).
+
+    Raises:
+        KeyError: ``hparams`` lacks one of :data:`ARCHITECTURE_KEYS`.
+        ValueError: a value FCN refuses (unknown backbone or variant, bad class count).
+    """
+    return FCN(**{key: hparams[key] for key in ARCHITECTURE_KEYS}, **trunk_init)
 
 
 def _zero_conv(in_channels: int, out_channels: int) -> nn.Conv2d:

@@ -3,7 +3,8 @@
 A checkpoint is read with ``torch.load(weights_only=True)``: only tensors and plain Python
 values are unpickled, so a checkpoint can never run code. The network is rebuilt from the
 ``hyper_parameters`` that :class:`segnet.training.system.SegmentationSystem` saves (the
-:class:`~segnet.models.FCN` arguments and ``class_names``) and its weights are the state
+:data:`~segnet.models.ARCHITECTURE_KEYS` and ``class_names``) by
+:func:`~segnet.models.fcn_from_hparams`, as training built it, and its weights are the state
 dict entries under the ``model.`` prefix. Nothing else from training is needed: no config,
 no pretrained download (``pretrained=False``, the trained weights replace them anyway).
 """
@@ -18,11 +19,8 @@ import torch
 
 from segnet.data.classes import default_class_names
 from segnet.device import resolve_device
-from segnet.models import FCN
+from segnet.models import ARCHITECTURE_KEYS, FCN, fcn_from_hparams
 from segnet.runtime.base import ModelFileError
-
-MODEL_KEYS = ("num_classes", "backbone", "variant", "trainable_upsample")
-"""Hyper-parameters a segnet checkpoint must hold to rebuild its FCN."""
 
 
 class CheckpointError(ModelFileError):
@@ -83,14 +81,15 @@ def load_model(ckpt_path: str | Path, device: str | torch.device = "cpu") -> tup
         ValueError: ``device`` is not a device of this machine.
         CheckpointError: missing file; not a zip archive or corrupt; objects beyond tensors and
             plain values; not a segnet checkpoint (no ``hyper_parameters`` with
-            :data:`MODEL_KEYS`, or no ``model.`` weights); weights of another architecture.
+            :data:`~segnet.models.ARCHITECTURE_KEYS`, or no ``model.`` weights); weights of
+            another architecture.
     """
     target = resolve_device(device)
     path = Path(ckpt_path)
     checkpoint = read_checkpoint(path)
     hparams = checkpoint.get("hyper_parameters")
     state = checkpoint.get("state_dict")
-    missing = [k for k in MODEL_KEYS if not isinstance(hparams, dict) or k not in hparams]
+    missing = [k for k in ARCHITECTURE_KEYS if not isinstance(hparams, dict) or k not in hparams]
     if missing or not isinstance(state, dict):
         what = f"hyper_parameters lack {', '.join(missing)}" if missing else "no state_dict"
         raise CheckpointError(
@@ -101,13 +100,7 @@ def load_model(ckpt_path: str | Path, device: str | torch.device = "cpu") -> tup
     if not weights:
         raise CheckpointError(f"checkpoint {path} is not a segnet checkpoint (no model.* weights)")
     try:
-        model = FCN(
-            num_classes=hparams["num_classes"],
-            backbone=hparams["backbone"],
-            variant=hparams["variant"],
-            pretrained=False,
-            trainable_upsample=hparams["trainable_upsample"],
-        )
+        model = fcn_from_hparams(hparams)
     except ValueError as err:
         raise CheckpointError(f"checkpoint {path}: cannot rebuild its model ({err})") from err
     try:

@@ -20,8 +20,8 @@ from pytorch_lightning.utilities import rank_zero_only
 from segnet.data.classes import VOC_CLASSES
 from segnet.data.images import DataError
 from segnet.data.voc import require_voc_dir
-from segnet.models import BACKBONES, VARIANTS
-from segnet.runtime.checkpoint import MODEL_KEYS, CheckpointError, read_checkpoint
+from segnet.models import ARCHITECTURE_KEYS, BACKBONES, VARIANTS
+from segnet.runtime.checkpoint import CheckpointError, read_checkpoint
 from segnet.tasks.run_folder import previous_run, run_folder_state
 from segnet.training.system import OPTIMIZERS
 
@@ -194,7 +194,7 @@ def _checkpoint_problems(cfg: DictConfig) -> list[str]:
     except CheckpointError as err:
         return [f"ckpt_path: {err}"]
     hparams = checkpoint.get("hyper_parameters")
-    if not isinstance(hparams, dict) or any(key not in hparams for key in MODEL_KEYS):
+    if not isinstance(hparams, dict) or any(key not in hparams for key in ARCHITECTURE_KEYS):
         return [f"ckpt_path: checkpoint {path} was not saved by scripts/train.py (no FCN settings)"]
     missing = [key for key in RESUME_KEYS if key not in checkpoint]
     if missing:
@@ -202,19 +202,17 @@ def _checkpoint_problems(cfg: DictConfig) -> list[str]:
             f"ckpt_path: checkpoint {path} holds no {', '.join(missing)} (a weights-only save), "
             "so training cannot resume from it"
         ]
+    # num_classes follows the data (checked below); the rest of the architecture is the config's.
+    settings = [
+        (f"model.{key}", cfg.model[key], hparams[key])
+        for key in ARCHITECTURE_KEYS
+        if key != "num_classes"
+    ]
+    settings.append(("optim.optimizer", cfg.optim.optimizer, hparams.get("optimizer", "sgd")))
     problems = [
         f"ckpt_path {path} was saved with {key}={saved!r} but the config has {key}={ours!r}; "
         "resume with the run's own settings"
-        for key, ours, saved in (
-            ("model.backbone", cfg.model.backbone, hparams["backbone"]),
-            ("model.variant", cfg.model.variant, hparams["variant"]),
-            (
-                "model.trainable_upsample",
-                cfg.model.trainable_upsample,
-                hparams["trainable_upsample"],
-            ),
-            ("optim.optimizer", cfg.optim.optimizer, hparams.get("optimizer", "sgd")),
-        )
+        for key, ours, saved in settings
         if ours != saved
     ]
     if hparams["num_classes"] != _data_num_classes(cfg.data):

@@ -1,9 +1,10 @@
 """The LightningModule: an FCN, its loss, its metrics and its optimiser.
 
 Every constructor argument is a plain value, saved with ``save_hyperparameters()``, so a
-checkpoint's ``hyper_parameters`` load with ``torch.load(..., weights_only=True)`` and the
-network is rebuilt as ``FCN(num_classes, backbone, variant, pretrained, weights_path,
-trainable_upsample)`` with its weights under the ``model.`` prefix of the state dict.
+checkpoint's ``hyper_parameters`` load with ``torch.load(..., weights_only=True)``. The network
+is built from them by :func:`segnet.models.fcn_from_hparams`, here and when a checkpoint is
+read back (:mod:`segnet.runtime.checkpoint`), with its weights under the ``model.`` prefix of the
+state dict.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from segnet.data.classes import IGNORE_INDEX, default_class_names
 from segnet.metrics import confusion_scores
-from segnet.models import FCN
+from segnet.models import fcn_from_hparams
 from segnet.predict.predictor import class_map
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -94,8 +95,8 @@ class SegmentationSystem(pl.LightningModule):
         _check_args(num_classes, class_names, optimizer, lr, backbone_lr_mult, class_weights)
         self.save_hyperparameters()
 
-        self.model = FCN(
-            num_classes, backbone, variant, pretrained, weights_path, trainable_upsample
+        self.model = fcn_from_hparams(
+            self.hparams, pretrained=pretrained, weights_path=weights_path
         )
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
