@@ -36,13 +36,13 @@ from segnet.outputs import OutputError, check_output_dir, remove_stale_temporari
 from segnet.predict.predictor import image_size, size_batches
 from segnet.tasks.cli import EXIT_OK
 from segnet.tasks.config import ConfigError
+from segnet.tasks.configured_model import configured_segmenter
 from segnet.tasks.distributed import (
     on_rank_zero,
     process_device,
     start_distributed,
     world_size,
 )
-from segnet.tasks.infer import configured_segmenter
 from segnet.visualize import plot_confusion_matrix
 
 

@@ -20,7 +20,10 @@ from functools import cache
 from pathlib import Path
 
 from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.transforms.v2.functional import pil_to_tensor
 
+from segnet.data.images import DataError, frame_count, read_image
 from segnet.predict.segmenter import SOURCE_KEY
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
@@ -242,3 +245,29 @@ def recorded_source(path: Path) -> str | None:
         return None
     key, _, source = comment.partition("=")
     return source if key == SOURCE_KEY else None
+
+
+class DecodedImages(Dataset):
+    """The jobs' images, decoded in DataLoader workers: item ``index`` is
+    ``(index, uint8 (3, H, W) or None, error or None, number of frames)``."""
+
+    def __init__(self, jobs: list[Job]) -> None:
+        self.jobs = jobs
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def __getitem__(self, index: int):
+        source = self.jobs[index].source
+        try:
+            image = pil_to_tensor(read_image(source))
+        except DataError as err:  # reported by the main process; the message names the file
+            return index, None, str(err).removeprefix(f"{source}: "), 1
+        return index, image, None, _frames(source)
+
+
+def _frames(path: Path) -> int:
+    try:
+        return frame_count(path)
+    except DataError:  # decoded a moment ago: one frame is the honest answer
+        return 1

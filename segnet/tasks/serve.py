@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from segnet.serve import ServeSettings, create_app
 from segnet.serve.server import DrainingServer
 from segnet.tasks.cli import EXIT_OK
-from segnet.tasks.infer import configured_segmenter
+from segnet.tasks.configured_model import configured_segmenter
 
 # A stop waits for requests in flight at most this long beyond their own timeout_s.
 DRAIN_GRACE_S = 5.0
