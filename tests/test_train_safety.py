@@ -8,11 +8,10 @@ its refusal of a second training and (on copies of its folder) resume and overwr
 from __future__ import annotations
 
 import csv
+import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -72,27 +71,30 @@ def global_step(path: Path) -> int:
     return torch.load(path, map_location="cpu", weights_only=True)["global_step"]
 
 
+STOPPED_AT = 2  # the first step of the second epoch: after the first validation's last.ckpt
+
+
 @pytest.fixture(scope="module")
 def stopped_run(tiny_voc_root, tmp_path_factory) -> tuple[Path, int, str]:
-    """(run dir, exit status, output) of scripts/train.py interrupted by Ctrl-C (SIGINT) once
-    its first validation has written last.ckpt."""
+    """(run dir, exit status, output) of scripts/train.py interrupted by Ctrl-C (SIGINT, sent
+    by the run itself as global step STOPPED_AT starts)."""
     run_dir = tmp_path_factory.mktemp("stopped") / "run"
-    log = run_dir.parent / "log.txt"
-    args = tiny(tiny_voc_root, "trainer.max_epochs=1000", f"hydra.run.dir={run_dir}")
-    last = run_dir / "checkpoints" / "last.ckpt"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, str(SCRIPT), *args], stdout=out, stderr=out)
-        try:
-            deadline = time.monotonic() + 240
-            while not last.is_file() and proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.2)
-            assert last.is_file(), log.read_text()[-3000:]
-            proc.send_signal(signal.SIGINT)
-            returncode = proc.wait(timeout=120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    return run_dir, returncode, log.read_text()
+    args = tiny(
+        tiny_voc_root,
+        "trainer.max_epochs=1000",
+        f"hydra.run.dir={run_dir}",
+        "+callbacks.ctrl_c._target_=train_probes.SignalAtStep",
+        f"+callbacks.ctrl_c.step={STOPPED_AT}",
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)])}
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    return run_dir, proc.returncode, proc.stdout + proc.stderr
 
 
 def test_ctrl_c_exits_130_saves_last_checkpoint_and_prints_the_resume_command(stopped_run):
@@ -100,7 +102,7 @@ def test_ctrl_c_exits_130_saves_last_checkpoint_and_prints_the_resume_command(st
     last = run_dir / "checkpoints" / "last.ckpt"
     assert returncode == 130, output[-3000:]
     step = global_step(last)
-    assert step >= 2  # the first validation's save, or a later one made by the Ctrl-C
+    assert step == STOPPED_AT
     assert f"training stopped by Ctrl-C at global step {step}; resume with ckpt_path={last}" in (
         output
     )

@@ -4,6 +4,8 @@ script starts (with ``tests/`` on PYTHONPATH)."""
 
 from __future__ import annotations
 
+import os
+import signal as signal_module
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,6 +44,19 @@ class _EpochSeededSampler(RandomSampler):
     def __iter__(self) -> Iterator[int]:
         pl.seed_everything(1000 + self.trainer.current_epoch, verbose=False)
         yield from super().__iter__()
+
+
+class SignalAtStep(pl.Callback):
+    """Sends this process ``signal`` (a name: SIGINT is Ctrl-C) as the batch of global step
+    ``step`` starts: an interruption at a step the test chooses, not wherever a timer lands.
+    Python runs the handler in this (the main) thread as soon as ``os.kill`` returns."""
+
+    def __init__(self, step: int, signal: str = "SIGINT") -> None:
+        self.step, self.signal = step, getattr(signal_module, signal)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signal)
 
 
 class CrashAtStep(pl.Callback):

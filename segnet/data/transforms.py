@@ -177,20 +177,6 @@ def eval_transforms() -> JointTransform:
     return JointTransform(v2.Compose(_to_float_normalised()))
 
 
-def normalize(image: Tensor) -> Tensor:
-    """Float image(s) in [0, 1], shape (..., 3, H, W) -> ImageNet-normalised."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=image.dtype, device=image.device).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=image.dtype, device=image.device).view(3, 1, 1)
-    return (image - mean) / std
-
-
-def denormalize(image: Tensor) -> Tensor:
-    """Inverse of :func:`normalize`: (..., 3, H, W) -> float in [0, 1] (not clamped)."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=image.dtype, device=image.device).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=image.dtype, device=image.device).view(3, 1, 1)
-    return image * std + mean
-
-
 def pad_collate(batch: Sequence[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
     """Collate images of different sizes by padding to the largest at the bottom/right.
 

@@ -50,26 +50,26 @@ def check_train_config(cfg: DictConfig) -> None:
         *_run_problems(cfg),
     ]
     if problems:
-        raise ConfigError(_message(problems))
+        raise invalid_configuration(problems)
 
 
 def check_num_classes(model_num_classes: int | None, data_num_classes: int) -> int:
     """The model's class count: the data's, and ConfigError if the config asks for another."""
     if model_num_classes is not None and model_num_classes != data_num_classes:
-        raise ConfigError(
-            _message(
-                [
-                    f"model.num_classes={model_num_classes} does not match the data's "
-                    f"{data_num_classes} classes (data.class_names); leave model.num_classes "
-                    "null to follow the data"
-                ]
-            )
+        raise invalid_configuration(
+            [
+                f"model.num_classes={model_num_classes} does not match the data's "
+                f"{data_num_classes} classes (data.class_names); leave model.num_classes "
+                "null to follow the data"
+            ]
         )
     return data_num_classes
 
 
-def _message(problems: Sequence[str]) -> str:
-    return "invalid configuration (nothing was run):\n" + "\n".join(f"  - {p}" for p in problems)
+def invalid_configuration(problems: Sequence[str]) -> ConfigError:
+    """The error listing ``problems``, one line each, under the header every bad config gets."""
+    lines = "\n".join(f"  - {p}" for p in problems)
+    return ConfigError(f"invalid configuration (nothing was run):\n{lines}")
 
 
 def _data_num_classes(data: DictConfig) -> int:

@@ -27,12 +27,10 @@ from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from segnet.runtime.checkpoint import read_checkpoint
-from segnet.tasks.cli import one_line
-from segnet.tasks.config import ConfigError, check_num_classes, check_train_config
+from segnet.tasks.cli import EXIT_TERMINATED, one_line
+from segnet.tasks.config import check_num_classes, check_train_config, invalid_configuration
 from segnet.tasks.run_folder import delete_previous_run, replaces_run
 from segnet.training.system import SCORES, SegmentationSystem
-
-SIGTERM_EXIT_CODE = 143  # 128 + SIGTERM: what a shell or SLURM expects of a terminated job
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -54,7 +52,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     try:
         datamodule = hydra.utils.instantiate(cfg.data)
     except ValueError as err:  # the data module's own argument checks
-        raise ConfigError(f"invalid configuration (nothing was run):\n  - data: {err}") from err
+        raise invalid_configuration([f"data: {err}"]) from err
     num_classes = check_num_classes(cfg.model.num_classes, datamodule.num_classes)
     _echo(OmegaConf.to_yaml(cfg, resolve=True))
 
@@ -91,7 +89,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         trainer.fit(system, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     except SIGTERMException as stop:
         _echo_stopped(trainer, "SIGTERM")
-        raise SystemExit(SIGTERM_EXIT_CODE) from stop
+        raise SystemExit(EXIT_TERMINATED) from stop
     except SystemExit as stop:
         if not isinstance(stop.__context__, KeyboardInterrupt):
             raise
@@ -131,11 +129,12 @@ def _check_training_set(datamodule: pl.LightningDataModule, world_size: int) -> 
     if per_process < datamodule.batch_size:
         split = "trainaug" if datamodule.trainaug else datamodule.train_split
         share = f", {per_process} per process on {world_size}" if world_size > 1 else ""
-        raise ConfigError(
-            "invalid configuration (nothing was run):\n  - "
-            f"data.batch_size={datamodule.batch_size} is larger than the training set "
-            f"({images} images in split {split!r}{share}): every batch would be incomplete and "
-            f"dropped; use data.batch_size<={per_process}"
+        raise invalid_configuration(
+            [
+                f"data.batch_size={datamodule.batch_size} is larger than the training set "
+                f"({images} images in split {split!r}{share}): every batch would be incomplete and "
+                f"dropped; use data.batch_size<={per_process}"
+            ]
         )
 
 
