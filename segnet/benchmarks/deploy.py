@@ -14,8 +14,9 @@ machine falls on both alike; latencies are medians and the speed-up is the media
 per-repetition ratios. At batch 1, 320x480 both also run with 1 thread each, as a control: on a
 loaded machine torch's OpenMP threads lose time waiting for each other at every parallel region,
 which a single thread cannot, and its CPU-time ratio is the compute alone. int8 is not measured:
-export does not offer it (segnet/benchmarks/quantize.py measures it and says why). Target: ONNX
-Runtime >= 1.5x eager throughput at batch 1 for resnet18 and mobilenet_v3_large.
+export does not offer it (segnet/benchmarks/quantize.py measures it; the figures are in
+docs/benchmarks.md). Target: ONNX Runtime >= 1.5x eager throughput at batch 1 for resnet18 and
+mobilenet_v3_large. The figures of a run, with its date, are in docs/benchmarks.md.
 
 Memory: peak RSS (``VmHWM``) of three fresh processes that each load one model and segment one
 500x375 JPEG: ``Segmenter.from_checkpoint`` (eager), ``segnet/benchmarks/onnx_only.py``

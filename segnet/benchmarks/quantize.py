@@ -1,28 +1,17 @@
 """int8 static quantization of an exported model, measured against fp32: NOT offered by export.
 
 The issue's bar for ``export.py quantize=int8``: at least 1.5x faster than fp32 ONNX Runtime at
-batch 1 with at most 1.0 point of mIoU lost. :func:`measure_int8` measures exactly that;
+batch 1 with at most 1.0 point of mIoU lost. :func:`measure_int8` measures exactly that:
+ONNX Runtime static quantization (MinMax calibration on demo-train images, int8 per-channel
+weights, uint8 activations, QDQ and QOperator formats) against the fp32 model, the two run
+interleaved, and the mIoU of each on the demo val split.
 ``python -m segnet.benchmarks.quantize MODEL.onnx DEMO_ROOT`` prints it (run it outside the
 repository: ONNX Runtime's quantizer leaves temporary files in the working directory when it
 fails).
 
-Measured 2026-11-29 on the demo model (FCN-8s mobilenet_v3_large, 9 epochs), ORT 1.32, 2 threads
-on the shared 2-core AVX2 box (no VNNI), 64 demo-train images for MinMax calibration, int8
-per-channel weights, uint8 activations, fp32 and int8 runs interleaved, median of 11:
-
-===========  ==========  ==========  ====================
-model        320x480 ms  500x375 ms  demo-val mIoU (150)
-===========  ==========  ==========  ====================
-fp32         161         211         0.7377
-QDQ          147 (1.10x) 191 (1.11x) 0.7253 (-1.24)
-QOperator    161 (1.00x) 221 (0.96x) 0.7249 (-1.28)
-===========  ==========  ==========  ====================
-
-Both miss both bars, so int8 is not offered. With full 8-bit weights (``reduce_range=False``)
-mIoU fell to 0.26 for both formats (AVX2's u8 x s8 products saturate) at 1.02-1.17x; keeping
-the normalisation, first and last three convolutions and the upsampling in float changed
-neither (0.262, 1.05-1.09x). Percentile/entropy calibration need equal-sized images (the demo's
-vary). A CPU with VNNI (or AMX) is where int8 pays; the measurement is here to rerun there.
+On the project's CPU (AVX2, no VNNI) int8 missed both bars, so export does not offer it; the
+dated figures are in docs/benchmarks.md. A CPU with VNNI (or AMX) is where int8 pays; this
+module is here to rerun the measurement there.
 """
 
 from __future__ import annotations

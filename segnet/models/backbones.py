@@ -22,15 +22,10 @@ ImageNet top-1 against V1's 76.1/77.4%. (torchvision's own fcn_resnet50 was trai
 reproduce that, pass the V1 file as ``weights_path``.) ``weights_path`` loads such a file from
 anywhere: the state dict of ``torchvision.models.<name>``, with or without its classifier.
 
-mobilenet_v3_large is the light backbone for CPU demos trained from scratch. Measured on 2 CPU
-threads (trunk only, ImageNet classifier removed): a training step at batch 8, 160x240 takes
-286 ms against 676 ms for resnet18 (regnet_x_400mf 298 ms, shufflenet_v2_x1_0 168 ms,
-mobilenet_v3_small 123 ms), and inference at 320x480 38 ms against 102 ms; FCN-8s on it is
-1.3 GFLOP at 320x480 (resnet18: 11.2) with 3.0M parameters (11.2M). The faster ones lose on
-what FCN needs: mobilenet_v3_small has 24/48-channel stride-8/16 maps for the skips (large: 40/112)
-and 67.7% ImageNet top-1 (large: 75.3%) if fine-tuned later; mobilenet_v3_large is also the trunk
-of torchvision's own light segmentation models (LR-ASPP). (A from-scratch convergence race was
-too slow to finish on the shared CPU; the choice rests on the timings above.)
+mobilenet_v3_large is the light backbone for CPU demos trained from scratch: much cheaper per
+step than resnet18, with stride-8/16 maps wide enough for the skips (40/112 channels; 24/48 on
+mobilenet_v3_small). The timings behind the choice are in docs/benchmarks.md, the reasons in
+docs/design.md.
 """
 
 from __future__ import annotations

@@ -9,16 +9,12 @@ Normalisation (x / 255, then (x - mean) / std with ImageNet's mean/std) happens 
 a deployment cannot feed it unnormalised floats, BGR-scaled floats or another mean/std by
 mistake, and 8-bit pixels are what every decoder produces.
 
-Exporter: the TorchScript-based ``torch.onnx.export(..., dynamo=False)``. Measured on FCN-8s
-resnet18 traced at 320x480 (2 shared CPU cores, torch 2.14, onnxscript 0.7.2 for dynamo): both
-exporters give the same numbers at every size once the FCN pads with shape arithmetic (max
-|logit diff| vs eager 1.7e-5 at 320x480, 1.6e-5 at 250x317, 2.7e-7 at 37x1, 1.4e-5 for a batch
-of 2 at 251x317), and both are wrong the same way without that (0.22 off, or ORT refusing to
-broadcast, at unaligned sizes). The TorchScript one exports in 4-6 s against 38-81 s for dynamo
-(two runs), needs no onnxscript, and ONNX Runtime runs the two graphs equally fast (529 against
-524 ms at 320x480, median of 11, interleaved). It is deprecated upstream: if a later torch
-drops it, switch to ``dynamo=True`` with ``dynamic_shapes`` and keep the verification, which
-decides either way.
+Exporter: the TorchScript-based ``torch.onnx.export(..., dynamo=False)``: it gives the same
+numbers as the dynamo-based one, exports much faster and needs no onnxscript (the measurement is
+in docs/benchmarks.md, the decision in docs/design.md). It is deprecated upstream: if a later
+torch drops it, switch to ``dynamo=True`` with ``dynamic_shapes`` and keep the verification
+(:func:`verify_onnx`: ONNX Runtime against PyTorch at ``VERIFY_SHAPES`` before a file is
+written), which decides either way.
 
 Metadata (``metadata_props``, all strings; JSON where structured): see :func:`metadata`. The
 ``weights_sha256`` entry lets :class:`segnet.runtime.onnxrt.OnnxBackend` refuse a file whose
