@@ -12,16 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import CONFIG_DIR, assert_varied_labels, infer_in_process, write_inputs
 from omegaconf import OmegaConf
 from PIL import Image, ImageOps
-from test_infer import infer_in_process, write_inputs
 
 from segnet import Segmenter
 from segnet.data.images import DataError
 from segnet.runtime import ModelFileError
 from segnet.tasks.infer_inputs import find_inputs, plan_jobs
 
-REPO = Path(__file__).resolve().parents[1]
 WINDOWED = {"max_pixels": 20000, "window": 64, "batch_size": 2}
 
 
@@ -35,12 +34,6 @@ def demo_images(tiny_voc_root) -> list[Path]:
     return sorted(Path(tiny_voc_root).glob("VOCdevkit/VOC2012/JPEGImages/*val*.jpg"))[:3]
 
 
-def assert_varied(labels: np.ndarray) -> None:
-    """Several classes predicted, so equal label maps are a real agreement."""
-    counts = np.bincount(labels.ravel())
-    assert (counts >= 0.01 * labels.size).sum() >= 3, counts
-
-
 def test_labels_and_files_are_those_of_infer_py_for_every_kind_of_input(seg, tmp_path):
     source, out = tmp_path / "in", tmp_path / "out"
     write_inputs(source)
@@ -51,7 +44,7 @@ def test_labels_and_files_are_those_of_infer_py_for_every_kind_of_input(seg, tmp
     labels = seg.predict([job.source for job in jobs if job.mask.is_file()])
     done = [job for job in jobs if job.mask.is_file()]
     assert len(done) == 12
-    assert_varied(np.concatenate([m.ravel() for m in labels]))
+    assert_varied_labels(np.concatenate([m.ravel() for m in labels]))
     for job, predicted in zip(done, labels, strict=True):
         rgb = seg.to_rgb(job.source)
         assert job.mask.read_bytes() == seg.mask_png(predicted, source=job.marker), job.source
@@ -65,7 +58,7 @@ def test_labels_and_files_are_those_of_infer_py_for_every_kind_of_input(seg, tmp
 def test_every_input_kind_gives_the_labels_of_its_file(seg, demo_images, tmp_path):
     path = demo_images[0]
     expected = seg.predict(path)
-    assert_varied(expected)
+    assert_varied_labels(expected)
     rgb = np.asarray(Image.open(path).convert("RGB"))
     tensor = torch.from_numpy(rgb).permute(2, 0, 1)
     for same in (
@@ -196,7 +189,7 @@ def test_model_files_that_are_not_models_are_one_clear_error(tmp_path):
 
 
 def test_the_defaults_are_those_of_infer_py():
-    infer = OmegaConf.load(REPO / "configs" / "infer.yaml")
+    infer = OmegaConf.load(CONFIG_DIR / "infer.yaml")
     defaults = {name: p.default for name, p in inspect.signature(Segmenter).parameters.items()}
     assert defaults["flip"] == infer.tta.flip and list(defaults["scales"]) == infer.tta.scales
     for key in ("window", "overlap", "blend", "max_pixels", "batch_size"):

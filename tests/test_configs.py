@@ -11,7 +11,7 @@ import hydra
 import pytest
 import pytorch_lightning as pl
 import torch
-from hydra import compose, initialize_config_dir
+from helpers import CONFIG_DIR, compose_train
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.accelerators import CPUAccelerator
 from pytorch_lightning.callbacks import LearningRateMonitor
@@ -23,17 +23,11 @@ from segnet.tasks.config import ConfigError, check_num_classes, check_train_conf
 from segnet.tasks.run_folder import ContinuedCSVLogger
 from segnet.training.system import SegmentationSystem
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 # The recipes the README names, and any other file in configs/experiment/.
 EXPERIMENTS = sorted(
     {"demo", "fcn32s_vgg16_voc", "fcn8s_resnet50_voc"}
     | {path.stem for path in (CONFIG_DIR / "experiment").glob("*.yaml")}
 )
-
-
-def compose_train(overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR), job_name="test"):
-        return compose("train", overrides=overrides)
 
 
 def build(

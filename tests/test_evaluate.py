@@ -1,6 +1,6 @@
 """scripts/evaluate.py: exact predictions under TTA, windows and batching, agreement with
 scripts/infer.py and with itself on 2 processes, nothing lost or written elsewhere, bad input as
-one line; and checkpoint loading (every way a checkpoint can be bad)."""
+one line (a bad checkpoint included; every way a checkpoint can be bad: test_checkpoint.py)."""
 
 from __future__ import annotations
 
@@ -17,25 +17,19 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
+from helpers import REPO, assert_varied, compose_config
 from PIL import Image
 
 from segnet.data.classes import VOC_CLASSES
-from segnet.data.transforms import eval_transforms, normalize
+from segnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms
 from segnet.data.voc import VOCSegmentationDataset
 from segnet.predict.predictor import Predictor
-from segnet.runtime.checkpoint import CheckpointError, load_model
+from segnet.runtime.checkpoint import load_model
 from segnet.tasks.cli import guarded
 from segnet.tasks.evaluate import evaluate, evaluate_command
 from segnet.tasks.infer import infer_command
 
-REPO = Path(__file__).resolve().parents[1]
 NUM = len(VOC_CLASSES)
-
-
-def compose_config(name: str, overrides: list[str]):
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        return compose(name, overrides)
 
 
 def eval_args(checkpoint, root, out, *extra: str) -> list[str]:
@@ -114,15 +108,16 @@ def expected_confmat(root, predict, transforms=eval_transforms()) -> np.ndarray:
     return confmat
 
 
+def normalize(image: torch.Tensor) -> torch.Tensor:
+    """Float image(s) in [0, 1], shape (..., 3, H, W) -> ImageNet-normalised."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=image.dtype, device=image.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=image.dtype, device=image.device).view(3, 1, 1)
+    return (image - mean) / std
+
+
 def whole(model, image):
     """The plain prediction: argmax of the softmax (as averaged probabilities are compared)."""
     return model(image).softmax(1).argmax(1)
-
-
-def assert_varied(confmat: np.ndarray) -> None:
-    """The model predicts several classes, so equal matrices mean equal predictions."""
-    predicted = confmat.sum(0)
-    assert (predicted >= 0.01 * predicted.sum()).sum() >= 3, predicted
 
 
 @pytest.fixture(scope="module")
@@ -443,59 +438,3 @@ def test_a_bad_checkpoint_is_one_clear_error(tiny_voc_root, tmp_path, capsys):
         "(not a zip archive: truncated, corrupt or another kind of file)"
     )
     assert not (tmp_path / "out").exists()
-
-
-class Unsafe:
-    def __reduce__(self):
-        return (print, ("a checkpoint must never run code",))
-
-
-def damage(kind: str, good: Path, path: Path) -> None:
-    data = good.read_bytes()
-    checkpoint = torch.load(good, weights_only=True)
-    if kind == "empty":
-        path.write_bytes(b"")
-    elif kind == "truncated":
-        path.write_bytes(data[: len(data) // 2])
-    elif kind == "flipped bytes":
-        middle = len(data) // 2
-        path.write_bytes(
-            data[:middle]
-            + bytes(b ^ 0xFF for b in data[middle : middle + 64])
-            + data[middle + 64 :]
-        )
-    elif kind == "plain dict":
-        torch.save({"weights": torch.zeros(3)}, path)
-    elif kind == "other architecture":
-        checkpoint["hyper_parameters"]["backbone"] = "resnet34"
-        torch.save(checkpoint, path)
-    elif kind == "unsafe pickle":
-        checkpoint["callbacks"] = Unsafe()
-        torch.save(checkpoint, path)
-
-
-@pytest.mark.parametrize(
-    ("kind", "message"),
-    [
-        ("missing", "does not exist"),
-        ("empty", "is an empty file"),
-        ("truncated", "not a zip archive"),
-        ("flipped bytes", "is corrupt"),
-        ("plain dict", "is not a segnet checkpoint \\(hyper_parameters lack num_classes"),
-        ("other architecture", "weights do not fit FCN\\(backbone='resnet34'"),
-        ("unsafe pickle", "weights_only=True refuses.*Unsupported global"),
-    ],
-)
-def test_load_model_names_the_file_and_the_problem(checkpoint, tmp_path, kind, message):
-    path = tmp_path / f"{kind}.ckpt"
-    damage(kind, checkpoint, path)
-    with pytest.raises(CheckpointError, match=message) as error:
-        load_model(path)
-    assert str(path) in str(error.value)
-
-
-def test_load_model_rebuilds_the_trained_network(checkpoint):
-    model, names = load_model(checkpoint)
-    assert not model.training and names == list(VOC_CLASSES)
-    state = torch.load(checkpoint, weights_only=True)["state_dict"]
-    assert torch.equal(model.score32.weight, state["model.score32.weight"])

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from helpers import REPO, compose_config
+from omegaconf import DictConfig
 
 import segnet.runtime.onnx_writer
 import segnet.tasks.export
@@ -24,12 +25,10 @@ from segnet.runtime.onnxrt import OnnxBackend
 from segnet.tasks.cli import guarded
 from segnet.tasks.export import export_command
 
-REPO = Path(__file__).resolve().parents[1]
 
-
-def config(checkpoint: Path, output: Path, *overrides: str):
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        return compose("export", [f"ckpt_path={checkpoint}", f"output={output}", *overrides])
+def config(checkpoint: Path, output: Path, *overrides: str) -> DictConfig:
+    """The export config for ``checkpoint`` into ``output``, then ``overrides``."""
+    return compose_config("export", [f"ckpt_path={checkpoint}", f"output={output}", *overrides])
 
 
 def test_overwrite_true_replaces_an_existing_output(checkpoint, onnx_model, tmp_path, monkeypatch):

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
+from helpers import compose_config
 from PIL import Image
 
 from segnet import Segmenter
 from segnet.serve import ServeSettings, create_app
-from segnet.tasks.cli import CONFIG_DIR
 from segnet.tasks.infer import infer
 
 with warnings.catch_warnings():  # Starlette's deprecation note on httpx, at import
@@ -78,8 +77,7 @@ def client(seg, **settings) -> TestClient:
 def infer_outputs(checkpoint, image: Path, out: Path) -> tuple[bytes, bytes]:
     """(mask PNG, overlay JPEG) that infer writes for ``image``."""
     overrides = [f"ckpt_path={checkpoint}", f"input={image}", f"output_dir={out}"]
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("infer", overrides=[*overrides, "num_workers=0", "device=cpu"])
+    cfg = compose_config("infer", [*overrides, "num_workers=0", "device=cpu"])
     assert infer(cfg).written == 1
     return (out / f"{image.stem}.png").read_bytes(), (
         out / "overlays" / f"{image.stem}.jpg"

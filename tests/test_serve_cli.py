@@ -5,15 +5,16 @@ from __future__ import annotations
 import socket
 
 import pytest
-from hydra import compose, initialize_config_dir
+from helpers import compose_config
+from omegaconf import DictConfig
 
-from segnet.tasks.cli import CONFIG_DIR, EXIT_USAGE, guarded
+from segnet.tasks.cli import EXIT_USAGE, guarded
 from segnet.tasks.serve import serve_command
 
 
-def serve_config(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("serve", overrides=list(overrides))
+def serve_config(*overrides: str) -> DictConfig:
+    """The serve config with ``overrides``."""
+    return compose_config("serve", overrides)
 
 
 def test_a_bad_limit_is_refused_before_the_model_loads(tmp_path, capsys):

@@ -23,8 +23,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from helpers import REPO, assert_varied, compose_config, compose_train
 
 from segnet.data.datamodule import VOCDataModule
 from segnet.data.demo import generate_demo_dataset
@@ -33,8 +32,6 @@ from segnet.tasks.evaluate import evaluate
 from segnet.tasks.train import train
 from segnet.training.system import SegmentationSystem
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIG_DIR = REPO / "configs"
 SCRIPT = REPO / "scripts" / "train.py"
 SCORES = ("pixel_acc", "mean_acc", "miou", "fw_iou")
 STEPS_PER_EPOCH = 8  # 16 train images, batches of 2
@@ -68,11 +65,6 @@ def fast(root: str, *extra: str) -> list[str]:
     ]
 
 
-def compose_train(overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR), job_name="test"):
-        return compose("train", overrides=overrides)
-
-
 def run_script(*args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300, **kwargs
@@ -87,13 +79,6 @@ def per_step(run_dir: Path, column: str) -> dict[int, str]:
     """{global step: value} of one column of csv/metrics.csv, as written (full precision)."""
     with open(run_dir / "csv" / "metrics.csv", newline="") as f:
         return {int(r["step"]): r[column] for r in csv.DictReader(f) if r.get(column)}
-
-
-def assert_varied(confmat: list[list[int]]) -> None:
-    """At least 3 classes are each predicted on 1% of the labelled pixels: comparisons of such a
-    model's matrices can fail, those of a model predicting one class everywhere hardly can."""
-    predicted = torch.tensor(confmat).sum(0)
-    assert int((predicted >= 0.01 * predicted.sum()).sum()) >= 3, predicted.tolist()
 
 
 @pytest.fixture(scope="module")
@@ -252,12 +237,11 @@ def test_ddp_on_two_cpu_processes(trained, voc7, tmp_path):
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
     trainer.validate(system, datamodule=VOCDataModule(voc7, num_workers=0), verbose=False)
     assert system.val_scores["confmat"] == ddp["confmat"]
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
-        cfg = compose(
-            "eval",
-            [f"ckpt_path={last}", f"data.root={voc7}", "data.num_workers=0", "device=cpu"]
-            + [f"output_dir={tmp_path / 'eval'}"],
-        )
+    cfg = compose_config(
+        "eval",
+        [f"ckpt_path={last}", f"data.root={voc7}", "data.num_workers=0", "device=cpu"]
+        + [f"output_dir={tmp_path / 'eval'}"],
+    )
     assert evaluate(cfg)["confusion_matrix"] == ddp["confmat"]
 
 

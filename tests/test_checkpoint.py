@@ -1,0 +1,69 @@
+"""segnet.runtime.checkpoint: load_model rebuilds the trained network, and every way a checkpoint
+can be bad (missing, empty, truncated, corrupt, not segnet's, another architecture, a pickle that
+would run code under weights_only=True) is a CheckpointError naming the file and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from segnet.data.classes import VOC_CLASSES
+from segnet.runtime.checkpoint import CheckpointError, load_model
+
+
+class Unsafe:
+    def __reduce__(self):
+        return (print, ("a checkpoint must never run code",))
+
+
+def damage(kind: str, good: Path, path: Path) -> None:
+    data = good.read_bytes()
+    checkpoint = torch.load(good, weights_only=True)
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "flipped bytes":
+        middle = len(data) // 2
+        path.write_bytes(
+            data[:middle]
+            + bytes(b ^ 0xFF for b in data[middle : middle + 64])
+            + data[middle + 64 :]
+        )
+    elif kind == "plain dict":
+        torch.save({"weights": torch.zeros(3)}, path)
+    elif kind == "other architecture":
+        checkpoint["hyper_parameters"]["backbone"] = "resnet34"
+        torch.save(checkpoint, path)
+    elif kind == "unsafe pickle":
+        checkpoint["callbacks"] = Unsafe()
+        torch.save(checkpoint, path)
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("missing", "does not exist"),
+        ("empty", "is an empty file"),
+        ("truncated", "not a zip archive"),
+        ("flipped bytes", "is corrupt"),
+        ("plain dict", "is not a segnet checkpoint \\(hyper_parameters lack num_classes"),
+        ("other architecture", "weights do not fit FCN\\(backbone='resnet34'"),
+        ("unsafe pickle", "weights_only=True refuses.*Unsupported global"),
+    ],
+)
+def test_load_model_names_the_file_and_the_problem(checkpoint, tmp_path, kind, message):
+    path = tmp_path / f"{kind}.ckpt"
+    damage(kind, checkpoint, path)
+    with pytest.raises(CheckpointError, match=message) as error:
+        load_model(path)
+    assert str(path) in str(error.value)
+
+
+def test_load_model_rebuilds_the_trained_network(checkpoint):
+    model, names = load_model(checkpoint)
+    assert not model.training and names == list(VOC_CLASSES)
+    state = torch.load(checkpoint, weights_only=True)["state_dict"]
+    assert torch.equal(model.score32.weight, state["model.score32.weight"])
