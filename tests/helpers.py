@@ -4,18 +4,25 @@ infer run in process with its inputs, and the check that a model's predictions a
 
 from __future__ import annotations
 
+import csv
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from PIL import Image, ImageOps
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from segnet.tasks.infer import Summary, infer
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "configs"
+TRAIN_SCRIPT = REPO / "scripts" / "train.py"
+# The callbacks of tests/train_probes.py, importable by the processes a script starts.
+PROBES_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)])}
 
 
 def compose_config(name: str, overrides: Iterable[str] = ()) -> DictConfig:
@@ -28,6 +35,52 @@ def compose_config(name: str, overrides: Iterable[str] = ()) -> DictConfig:
 def compose_train(overrides: list[str]) -> DictConfig:
     """The training config (configs/train.yaml) with ``overrides``."""
     return compose_config("train", overrides)
+
+
+def tiny_training(root: str | Path, *extra: str) -> list[str]:
+    """Overrides for a seconds-long CPU run: resnet18, 64x64 crops, 2 batches of 4 per epoch,
+    every step logged, then ``extra``."""
+    return [
+        f"data.root={root}",
+        "data.crop_size=[64,64]",
+        "data.batch_size=4",
+        "data.eval_batch_size=4",
+        "data.num_workers=0",
+        "model.backbone=resnet18",
+        "model.pretrained=false",
+        "trainer=cpu",
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=2",
+        "trainer.log_every_n_steps=1",
+        "trainer.num_sanity_val_steps=0",
+        "trainer.enable_progress_bar=false",
+        *extra,
+    ]
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A checkpoint's dict, read as segnet reads them (weights_only=True)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def per_step(run_dir: Path, column: str) -> dict[int, str]:
+    """{global step: value} of one column of a run's csv/metrics.csv, as written (full
+    precision); rows without that column are left out."""
+    with open(run_dir / "csv" / "metrics.csv", newline="") as f:
+        return {int(r["step"]): r[column] for r in csv.DictReader(f) if r.get(column)}
+
+
+def csv_steps(run_dir: Path, column: str = "train/loss") -> list[int]:
+    """The steps of every row of csv/metrics.csv with ``column``, in file order (repeats kept)."""
+    with open(run_dir / "csv" / "metrics.csv", newline="") as f:
+        return [int(r["step"]) for r in csv.DictReader(f) if r.get(column)]
+
+
+def tensorboard_steps(run_dir: Path, tag: str = "train/loss") -> list[int]:
+    """The steps of every ``tag`` scalar in the run's TensorBoard events, sorted."""
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    return sorted(event.step for event in events.Scalars(tag))
 
 
 def infer_config(checkpoint: Path, source: Path | str, out: Path, *overrides: str) -> DictConfig:

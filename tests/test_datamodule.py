@@ -10,12 +10,13 @@ import pytest
 import torch
 import torch.distributed as dist
 from omegaconf import OmegaConf
-from torch.utils.data import DistributedSampler, RandomSampler, SequentialSampler
+from torch.utils.data import DistributedSampler, SequentialSampler
 
 from segnet.data.classes import IGNORE_INDEX, VOC_CLASSES
 from segnet.data.datamodule import VOCDataModule, whole_image_collate
 from segnet.data.demo import demo_dataset_ready
 from segnet.data.images import DataError
+from segnet.data.resumable import ResumableShuffle
 from segnet.data.sampler import UnpaddedDistributedSampler, eval_sampler
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,7 +52,7 @@ def test_loader_options(tiny_voc_root):
     dm = small_module(tiny_voc_root, num_workers=2)
     dm.setup("fit")
     train, val = dm.train_dataloader(), dm.val_dataloader()
-    assert isinstance(train.sampler, RandomSampler) and train.drop_last
+    assert isinstance(train.sampler, ResumableShuffle) and train.drop_last
     assert len(train) == len(dm.train_dataset) // 2
     assert isinstance(val.sampler, SequentialSampler) and not val.drop_last
     assert val.collate_fn is whole_image_collate and val.batch_size == 3

@@ -13,17 +13,24 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
 import torch
-from helpers import REPO, assert_varied, compose_config, compose_train
+from helpers import (
+    PROBES_ENV,
+    TRAIN_SCRIPT,
+    assert_varied,
+    compose_config,
+    compose_train,
+    per_step,
+)
+from helpers import (
+    load_checkpoint as load,
+)
 
 from segnet.data.datamodule import VOCDataModule
 from segnet.data.demo import generate_demo_dataset
@@ -32,12 +39,9 @@ from segnet.tasks.evaluate import evaluate
 from segnet.tasks.train import train
 from segnet.training.system import SegmentationSystem
 
-SCRIPT = REPO / "scripts" / "train.py"
 SCORES = ("pixel_acc", "mean_acc", "miou", "fw_iou")
 STEPS_PER_EPOCH = 8  # 16 train images, batches of 2
 STEPS = 3 * STEPS_PER_EPOCH  # the shared run: 3 epochs
-# The callbacks of tests/train_probes.py, importable by the processes a script starts.
-PROBES_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)])}
 
 
 def fast(root: str, *extra: str) -> list[str]:
@@ -60,25 +64,18 @@ def fast(root: str, *extra: str) -> list[str]:
         "trainer.log_every_n_steps=1",
         "trainer.num_sanity_val_steps=0",
         "trainer.enable_progress_bar=false",
-        "+callbacks.same_data._target_=train_probes.SameDataEachEpoch",
         *extra,
     ]
 
 
 def run_script(*args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300, **kwargs
+        [sys.executable, str(TRAIN_SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kwargs,
     )
-
-
-def load(path: str | Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def per_step(run_dir: Path, column: str) -> dict[int, str]:
-    """{global step: value} of one column of csv/metrics.csv, as written (full precision)."""
-    with open(run_dir / "csv" / "metrics.csv", newline="") as f:
-        return {int(r["step"]): r[column] for r in csv.DictReader(f) if r.get(column)}
 
 
 @pytest.fixture(scope="module")
@@ -143,22 +140,33 @@ def test_checkpoint_reloads_with_the_same_val_metrics(trained, voc7):
         assert system.val_scores[name] == pytest.approx(saved[name], abs=1e-12)
 
 
+@pytest.mark.parametrize(
+    ("stop", "step", "workers"),
+    [
+        ("CrashAtStep", STEPS_PER_EPOCH, 0),  # as epoch 1 starts
+        ("CrashAtStep", STEPS_PER_EPOCH + 3, 0),  # in the middle of epoch 1
+        ("SignalAtStep", 5, 2),  # Ctrl-C in the middle of epoch 0, DataLoader workers
+    ],
+)
 def test_interrupted_and_resumed_run_continues_exactly_as_the_uninterrupted_one(
-    trained, voc7, tmp_path, capsys
+    trained, voc7, tmp_path, capsys, stop, step, workers
 ):
-    """Crash as epoch 1 starts, resume from last.ckpt into the same folder: every step's loss
-    and lrs, and the final weights, are the uninterrupted run's. Lost weights, AdamW moments
-    or lr schedule would each change the losses or lrs from the resume step on."""
+    """Stop at a step (a crash, or Ctrl-C), resume from last.ckpt into the same folder: every
+    step's loss and lrs, and the final weights, are the uninterrupted run's (made without
+    workers). Lost weights, AdamW moments or lr schedule would each change the losses or lrs
+    from the resume step on; a resumed epoch that re-read its first batches, or drew other
+    crops, would change the losses."""
     reference, _ = trained
-    run_dir, crash = tmp_path / "run", STEPS_PER_EPOCH
-    crashing = f"+callbacks.crash._target_=train_probes.CrashAtStep +callbacks.crash.step={crash}"
-    with pytest.raises(RuntimeError, match="injected crash"):
-        train(compose_train(fast(voc7, f"output_dir={run_dir}", *crashing.split())))
+    run_dir = tmp_path / "run"
+    common = (f"output_dir={run_dir}", f"data.num_workers={workers}")
+    stopping = (f"+callbacks.stop._target_=train_probes.{stop}", f"+callbacks.stop.step={step}")
+    with pytest.raises(RuntimeError if stop == "CrashAtStep" else KeyboardInterrupt):
+        train(compose_train(fast(voc7, *common, *stopping)))
     last = run_dir / "checkpoints" / "last.ckpt"
-    assert load(last)["global_step"] == crash
-    assert f"at global step {crash}; resume with ckpt_path={last}" in capsys.readouterr().out
+    assert load(last)["global_step"] == step
+    assert f"at global step {step}; resume with ckpt_path={last}" in capsys.readouterr().out
 
-    result = train(compose_train(fast(voc7, f"output_dir={run_dir}", f"ckpt_path={last}")))
+    result = train(compose_train(fast(voc7, *common, f"ckpt_path={last}")))
     assert result["global_step"] == STEPS
     for column in ("train/loss", "lr/head", "lr/backbone"):
         resumed, expected = per_step(run_dir, column), per_step(reference, column)
@@ -246,31 +254,18 @@ def test_ddp_on_two_cpu_processes(trained, voc7, tmp_path):
 
 
 def test_sigterm_saves_last_checkpoint_and_exits_143(voc7, tmp_path):
-    """As a SLURM time limit would: SIGTERM to the training process mid-run."""
-    run_dir, log = tmp_path / "run", tmp_path / "log.txt"
+    """As a SLURM time limit would: SIGTERM to the training process mid-epoch (sent by the run
+    itself as step 3 starts, so the test does not depend on when a timer fires)."""
+    run_dir = tmp_path / "run"
     args = fast(voc7, "trainer.max_epochs=1000", f"hydra.run.dir={run_dir}")
     args += ["trainer.limit_train_batches=2", "trainer.limit_val_batches=1"]
+    args += ["+callbacks.stop._target_=train_probes.SignalAtStep", "+callbacks.stop.step=3"]
+    args += ["+callbacks.stop.signal=SIGTERM"]
+    proc = run_script(*args, env=PROBES_ENV)
     last = run_dir / "checkpoints" / "last.ckpt"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, str(SCRIPT), *args], stdout=out, stderr=out, env=PROBES_ENV
-        )
-        try:
-            deadline = time.monotonic() + 240
-            while not last.is_file() and proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.2)
-            assert last.is_file(), log.read_text()[-3000:]
-            proc.send_signal(signal.SIGTERM)
-            returncode = proc.wait(timeout=120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    assert returncode == 143, log.read_text()[-3000:]
-    step = load(last)["global_step"]
-    assert step >= 2  # the first validation's save, or a later one made by the SIGTERM
-    assert f"stopped by SIGTERM at global step {step}; resume with ckpt_path={last}" in (
-        log.read_text()
-    )
+    assert proc.returncode == 143, proc.stderr[-3000:]
+    assert load(last)["global_step"] == 4  # Lightning finishes the step under way, then stops
+    assert f"stopped by SIGTERM at global step 4; resume with ckpt_path={last}" in proc.stdout
     assert (run_dir / ".hydra" / "config.yaml").is_file()
 
 

@@ -8,7 +8,6 @@ its refusal of a second training and (on copies of its folder) resume and overwr
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 import subprocess
 import sys
@@ -16,60 +15,22 @@ from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
-import torch
-from hydra import compose, initialize_config_dir
+from helpers import (
+    PROBES_ENV,
+    TRAIN_SCRIPT,
+    compose_train,
+    csv_steps,
+    load_checkpoint,
+    per_step,
+    tensorboard_steps,
+    tiny_training,
+)
 from hydra.errors import InstantiationException
-from omegaconf import DictConfig
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from segnet.data.images import DataError
 from segnet.tasks.cli import one_line
 from segnet.tasks.config import ConfigError
 from segnet.tasks.train import train
-
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "scripts" / "train.py"
-
-
-def tiny(root: str | Path, *extra: str) -> list[str]:
-    """Overrides for a seconds-long CPU run: resnet18, 64x64 crops, 2 batches of 4 per epoch."""
-    return [
-        f"data.root={root}",
-        "data.crop_size=[64,64]",
-        "data.batch_size=4",
-        "data.eval_batch_size=4",
-        "data.num_workers=0",
-        "model.backbone=resnet18",
-        "model.pretrained=false",
-        "trainer=cpu",
-        "trainer.max_epochs=2",
-        "trainer.limit_train_batches=2",
-        "trainer.log_every_n_steps=1",
-        "trainer.num_sanity_val_steps=0",
-        "trainer.enable_progress_bar=false",
-        *extra,
-    ]
-
-
-def compose_train(overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "configs")):
-        return compose("train", overrides=overrides)
-
-
-def csv_steps(run_dir: Path, column: str = "train/loss") -> list[tuple[int, str]]:
-    with open(run_dir / "csv" / "metrics.csv", newline="") as f:
-        return [(int(r["step"]), r[column]) for r in csv.DictReader(f) if r[column]]
-
-
-def tensorboard_steps(run_dir: Path, tag: str = "train/loss") -> list[int]:
-    events = EventAccumulator(str(run_dir / "tensorboard"))
-    events.Reload()
-    return sorted(event.step for event in events.Scalars(tag))
-
-
-def global_step(path: Path) -> int:
-    return torch.load(path, map_location="cpu", weights_only=True)["global_step"]
-
 
 STOPPED_AT = 2  # the first step of the second epoch: after the first validation's last.ckpt
 
@@ -79,20 +40,19 @@ def stopped_run(tiny_voc_root, tmp_path_factory) -> tuple[Path, int, str]:
     """(run dir, exit status, output) of scripts/train.py interrupted by Ctrl-C (SIGINT, sent
     by the run itself as global step STOPPED_AT starts)."""
     run_dir = tmp_path_factory.mktemp("stopped") / "run"
-    args = tiny(
+    args = tiny_training(
         tiny_voc_root,
         "trainer.max_epochs=1000",
         f"hydra.run.dir={run_dir}",
         "+callbacks.ctrl_c._target_=train_probes.SignalAtStep",
         f"+callbacks.ctrl_c.step={STOPPED_AT}",
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)])}
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
+        [sys.executable, str(TRAIN_SCRIPT), *args],
         capture_output=True,
         text=True,
         timeout=600,
-        env=env,
+        env=PROBES_ENV,
     )
     return run_dir, proc.returncode, proc.stdout + proc.stderr
 
@@ -101,7 +61,7 @@ def test_ctrl_c_exits_130_saves_last_checkpoint_and_prints_the_resume_command(st
     run_dir, returncode, output = stopped_run
     last = run_dir / "checkpoints" / "last.ckpt"
     assert returncode == 130, output[-3000:]
-    step = global_step(last)
+    step = load_checkpoint(last)["global_step"]
     assert step == STOPPED_AT
     assert f"training stopped by Ctrl-C at global step {step}; resume with ckpt_path={last}" in (
         output
@@ -120,7 +80,11 @@ def test_second_training_into_a_used_run_folder_is_refused_and_changes_nothing(
     ]
     before = [path.read_bytes() for path in kept]
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), *tiny(tiny_voc_root, f"hydra.run.dir={run_dir}")],
+        [
+            sys.executable,
+            str(TRAIN_SCRIPT),
+            *tiny_training(tiny_voc_root, f"hydra.run.dir={run_dir}"),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -139,18 +103,18 @@ def test_resume_into_its_own_folder_continues_the_csv_and_tensorboard_logs(
     run_dir = tmp_path / "run"
     shutil.copytree(stopped_run[0], run_dir)
     last = run_dir / "checkpoints" / "last.ckpt"
-    stopped_at = global_step(last)
-    before = csv_steps(run_dir)
-    assert [step for step, _ in before] == list(range(stopped_at))
+    stopped_at = load_checkpoint(last)["global_step"]
+    before = per_step(run_dir, "train/loss")
+    assert csv_steps(run_dir) == list(range(stopped_at))
 
     end = stopped_at + 2 - stopped_at % 2  # to the end of the next epoch (2 batches each)
     overrides = [f"trainer.max_epochs={end // 2}", f"output_dir={run_dir}", f"ckpt_path={last}"]
-    result = train(compose_train(tiny(tiny_voc_root, *overrides)))
+    result = train(compose_train(tiny_training(tiny_voc_root, *overrides)))
 
     assert result["global_step"] == end
-    after = csv_steps(run_dir)
-    assert after[: len(before)] == before  # the earlier rows kept, unchanged
-    assert [step for step, _ in after] == list(range(end))  # continued, no gap, no repeat
+    after = per_step(run_dir, "train/loss")
+    assert {step: after[step] for step in before} == before  # the earlier rows kept, unchanged
+    assert csv_steps(run_dir) == list(range(end))  # continued, no gap, no repeat
     assert tensorboard_steps(run_dir) == list(range(end))
 
 
@@ -159,12 +123,12 @@ def test_overwrite_true_replaces_the_run_in_the_folder(stopped_run, tiny_voc_roo
     shutil.copytree(stopped_run[0], run_dir)
     overrides = ["trainer.max_epochs=1", f"output_dir={run_dir}"]
     with pytest.raises(ConfigError, match="already holds a training run"):
-        train(compose_train(tiny(tiny_voc_root, *overrides)))
+        train(compose_train(tiny_training(tiny_voc_root, *overrides)))
 
-    result = train(compose_train(tiny(tiny_voc_root, *overrides, "overwrite=true")))
+    result = train(compose_train(tiny_training(tiny_voc_root, *overrides, "overwrite=true")))
     assert result["global_step"] == 2
-    assert global_step(run_dir / "checkpoints" / "last.ckpt") == 2
-    assert [step for step, _ in csv_steps(run_dir)] == [0, 1]  # nothing of the first run left
+    assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 2
+    assert csv_steps(run_dir) == [0, 1]  # nothing of the first run left
     assert tensorboard_steps(run_dir) == [0, 1]
 
 
@@ -172,7 +136,7 @@ def test_overwrite_true_cannot_delete_the_checkpoint_it_resumes_from(stopped_run
     run_dir = stopped_run[0]
     last = run_dir / "checkpoints" / "last.ckpt"
     cfg = compose_train(
-        tiny(tiny_voc_root, f"output_dir={run_dir}", f"ckpt_path={last}", "overwrite=true")
+        tiny_training(tiny_voc_root, f"output_dir={run_dir}", f"ckpt_path={last}", "overwrite=true")
     )
     with pytest.raises(ConfigError, match="overwrite=true would delete ckpt_path="):
         train(cfg)
@@ -205,7 +169,7 @@ def test_bad_training_image_mid_run_gives_one_line_and_the_resume_command(
     shutil.copytree(tiny_voc_root, root)
     corrupt = "+callbacks.corrupt._target_=test_train_safety.CorruptImagesAfterFirstEpoch"
     cfg = compose_train(
-        tiny(root, f"data.num_workers={workers}", f"output_dir={run_dir}", corrupt)
+        tiny_training(root, f"data.num_workers={workers}", f"output_dir={run_dir}", corrupt)
         + [f"+callbacks.corrupt.root={root}"]
     )
     with pytest.raises(ValueError) as err:
@@ -215,13 +179,15 @@ def test_bad_training_image_mid_run_gives_one_line_and_the_resume_command(
     assert "\n" not in message and "DataLoader worker" not in message
     assert str(root / "VOCdevkit" / "VOC2012" / "JPEGImages") in message
     last = run_dir / "checkpoints" / "last.ckpt"
-    assert global_step(last) == 2
+    assert load_checkpoint(last)["global_step"] == 2
     out = capsys.readouterr().out
     assert f"training stopped by DataError at global step 2; resume with ckpt_path={last}" in out
 
 
 def test_batch_larger_than_the_training_set_stops_before_training(tiny_voc_root, tmp_path):
-    cfg = compose_train(tiny(tiny_voc_root, "data.batch_size=17", f"output_dir={tmp_path}"))
+    cfg = compose_train(
+        tiny_training(tiny_voc_root, "data.batch_size=17", f"output_dir={tmp_path}")
+    )
     with pytest.raises(ConfigError) as err:
         train(cfg)
     assert "data.batch_size=17 is larger than the training set (16 images in split 'train')" in str(
@@ -234,7 +200,9 @@ def test_batch_larger_than_the_training_set_stops_before_training(tiny_voc_root,
 def test_pretrained_weights_offline_gives_a_clean_message_with_config_keys(
     tiny_voc_root, tmp_path, offline
 ):
-    cfg = compose_train(tiny(tiny_voc_root, "model.pretrained=true", f"output_dir={tmp_path}"))
+    cfg = compose_train(
+        tiny_training(tiny_voc_root, "model.pretrained=true", f"output_dir={tmp_path}")
+    )
     with pytest.raises(InstantiationException) as err:
         train(cfg)
     message = one_line(err.value)  # what scripts/train.py prints after "error: "

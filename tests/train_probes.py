@@ -6,44 +6,10 @@ from __future__ import annotations
 
 import os
 import signal as signal_module
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, RandomSampler
-
-
-class SameDataEachEpoch(pl.Callback):
-    """Makes each training epoch's batches a function of the epoch number alone.
-
-    Lightning restores weights, optimiser, schedule and loop state, not the random state, so a
-    resumed epoch would draw another order and other crops (num_workers=0: all drawn in the main
-    process from the epoch's first batch on) and its losses could not be compared with those of
-    an uninterrupted run. The reseed happens as the sampler starts, at the epoch's first batch:
-    hooks such as ``on_train_epoch_start`` run before the epoch's iterator is made in one case
-    and after it in the other (a resumed fit makes its first one before restoring the epoch).
-    """
-
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        datamodule = trainer.datamodule
-        make_loader = datamodule.train_dataloader
-
-        def seeded_loader() -> DataLoader:
-            loader = make_loader()
-            loader.sampler.__class__ = _EpochSeededSampler
-            loader.sampler.trainer = trainer
-            return loader
-
-        datamodule.train_dataloader = seeded_loader
-
-
-class _EpochSeededSampler(RandomSampler):
-    trainer: pl.Trainer
-
-    def __iter__(self) -> Iterator[int]:
-        pl.seed_everything(1000 + self.trainer.current_epoch, verbose=False)
-        yield from super().__iter__()
 
 
 class SignalAtStep(pl.Callback):

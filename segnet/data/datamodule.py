@@ -22,6 +22,12 @@ from torch.utils.data import DataLoader, Dataset
 from segnet.data.classes import IGNORE_INDEX, VOC_CLASSES
 from segnet.data.demo import demo_dataset_ready, generate_demo_dataset
 from segnet.data.images import DataError
+from segnet.data.resumable import (
+    PerSampleSeed,
+    ResumableShuffle,
+    epoch_position,
+    limited_batches,
+)
 from segnet.data.sampler import eval_sampler
 from segnet.data.sbd import VOCTrainAugDataset
 from segnet.data.transforms import (
@@ -96,6 +102,8 @@ class VOCDataModule(pl.LightningDataModule):
         download: download VOC (and SBD for trainaug) with torchvision in ``prepare_data``.
         demo: generate the synthetic demo dataset into ``root`` if it is not there yet.
         demo_num_train, demo_num_val, demo_seed: what to generate.
+        seed: the training order's and augmentation's seed (the run's ``seed``): see
+            :mod:`segnet.data.resumable`.
     """
 
     def __init__(
@@ -116,6 +124,7 @@ class VOCDataModule(pl.LightningDataModule):
         demo_num_train: int = 600,
         demo_num_val: int = 150,
         demo_seed: int = 0,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         if not root:
@@ -154,8 +163,17 @@ class VOCDataModule(pl.LightningDataModule):
         self.demo_num_train = _positive_int("demo_num_train", demo_num_train)
         self.demo_num_val = _positive_int("demo_num_val", demo_num_val)
         self.demo_seed = int(demo_seed)
+        self.seed = int(seed)
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
+        self.resume_step = 0
+
+    def resume_at(self, global_step: int) -> None:
+        """Make the training loader start where a fit resumed at ``global_step`` stands: at
+        that step's epoch and batch. Told by the code that resumes rather than read from the
+        trainer: Lightning may build the loader before it restores the checkpoint (the lr
+        schedule asks for the run's length first)."""
+        self.resume_step = int(global_step)
 
     @property
     def class_names(self) -> list[str]:
@@ -197,16 +215,33 @@ class VOCDataModule(pl.LightningDataModule):
             self.val_dataset = self._dataset(self.val_split, eval_transforms())
 
     def train_dataloader(self) -> DataLoader:
+        """Random crops in a resumable order: a fit resumed from a checkpoint saved anywhere
+        in an epoch starts at that checkpoint's batch, with the batches and crops the
+        uninterrupted run had (:mod:`segnet.data.resumable`). Under DDP (the trainer's world
+        size) each process takes its share."""
         dataset = self._require("train_dataset")
         if len(dataset) < self.batch_size:
             raise ValueError(
                 f"the training set has {len(dataset)} images, fewer than batch_size="
                 f"{self.batch_size}; the incomplete last batch is dropped, so none would be left"
             )
+        trainer = self.trainer
+        world, rank = (1, 0) if trainer is None else (trainer.world_size, trainer.global_rank)
+        sampler = ResumableShuffle(dataset, num_replicas=world, rank=rank, seed=self.seed)
+        if self.resume_step:
+            limit, accumulate = (
+                (None, 1)
+                if trainer is None
+                else (trainer.limit_train_batches, trainer.accumulate_grad_batches)
+            )
+            per_epoch = limited_batches(len(sampler) // self.batch_size, limit)
+            epoch, done = epoch_position(self.resume_step, per_epoch, accumulate)
+            sampler.set_epoch(epoch)
+            sampler.start = done * self.batch_size
         return DataLoader(
-            dataset,
+            PerSampleSeed(dataset, self.seed),
             batch_size=self.batch_size,
-            shuffle=True,
+            sampler=sampler,
             drop_last=True,
             **self._loader_options(persistent=True),
         )

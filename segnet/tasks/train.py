@@ -30,6 +30,7 @@ from segnet.runtime.checkpoint import read_checkpoint
 from segnet.tasks.cli import EXIT_TERMINATED, one_line
 from segnet.tasks.config import check_num_classes, check_train_config, invalid_configuration
 from segnet.tasks.run_folder import delete_previous_run, replaces_run
+from segnet.training.resume import ContinuousLogSteps
 from segnet.training.system import SCORES, SegmentationSystem
 
 
@@ -56,7 +57,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     num_classes = check_num_classes(cfg.model.num_classes, datamodule.num_classes)
     _echo(OmegaConf.to_yaml(cfg, resolve=True))
 
-    callbacks = _instantiate_all(cfg.callbacks)
+    # First: the log step is set before any other callback logs at a batch start.
+    callbacks = [ContinuousLogSteps(), *_instantiate_all(cfg.callbacks)]
     if not cfg.trainer.get("enable_progress_bar", True):
         # The switch wins over the configured bar (Lightning refuses the pair).
         callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
@@ -85,6 +87,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     resumed_at = (
         None if cfg.ckpt_path is None else read_checkpoint(Path(cfg.ckpt_path))["global_step"]
     )
+    if resumed_at is not None:
+        datamodule.resume_at(resumed_at)
     try:
         trainer.fit(system, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     except SIGTERMException as stop:
