@@ -25,7 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "visualize": {"data"},
     "runtime": {"models", "data", "device"},
     "predict": {"runtime", "data", "visualize"},
-    "training": {"models", "data", "metrics", "predict"},
+    "training": {"models", "data", "metrics", "predict", "outputs"},
     "serve": {"predict", "data"},
     "segnet": {"predict"},
     "tasks": {

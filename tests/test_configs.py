@@ -20,7 +20,7 @@ from pytorch_lightning.strategies import DDPStrategy
 
 from segnet.data.datamodule import VOCDataModule
 from segnet.tasks.config import ConfigError, check_num_classes, check_train_config
-from segnet.tasks.run_folder import ContinuedCSVLogger
+from segnet.tasks.run_folder import ContinuedCSVLogger, run_folder_state
 from segnet.training.system import SegmentationSystem
 
 # The recipes the README names, and any other file in configs/experiment/.
@@ -274,9 +274,13 @@ def test_a_run_folder_holding_a_run_is_refused_unless_resumed_or_overwritten(
     found = problems(valid)
     assert len(found) == 1 and found[0].startswith(
         f"the run folder {run_dir} (hydra.run.dir) already holds a training run "
-        f"(checkpoints/last.ckpt); resume it with ckpt_path={last}, replace it with overwrite=true"
+        f"(checkpoints/last.ckpt); resume it with ckpt_path={last} (or ckpt_path=last), "
+        "replace it with overwrite=true"
     )
     assert problems([*valid, f"ckpt_path={last}"]) == []  # its resume
+    assert problems([*valid, "ckpt_path=last"]) == []  # the same, found by itself
+    found = problems([*valid, "ckpt_path=last", "overwrite=true"])
+    assert len(found) == 1 and found[0].startswith("overwrite=true would delete ckpt_path=")
     assert problems([*valid, "overwrite=true"]) == []
     found = problems([*valid, f"ckpt_path={last}", "overwrite=true"])
     assert len(found) == 1 and found[0].startswith("overwrite=true would delete ckpt_path=")
@@ -287,3 +291,6 @@ def test_a_run_folder_holding_a_run_is_refused_unless_resumed_or_overwritten(
     (run_dir / "csv").mkdir()
     (run_dir / "csv" / "metrics.csv").write_text("epoch,step,train/loss\n0,0,3.0\n")
     assert "(csv/metrics.csv)" in problems(valid)[0]
+    # A start that stopped before its first checkpoint: ckpt_path=last starts afresh over it.
+    assert problems([*valid, "ckpt_path=last"]) == []
+    assert run_folder_state(run_dir, "last", overwrite=False) == "replace"  # its logs go

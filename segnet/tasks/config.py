@@ -22,7 +22,7 @@ from segnet.data.images import DataError
 from segnet.data.voc import require_voc_dir
 from segnet.models import ARCHITECTURE_KEYS, BACKBONES, VARIANTS
 from segnet.runtime.checkpoint import CheckpointError, read_checkpoint
-from segnet.tasks.run_folder import previous_run, run_folder_state
+from segnet.tasks.run_folder import previous_run, resume_checkpoint, run_folder_state
 from segnet.training.system import OPTIMIZERS
 
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
@@ -176,17 +176,18 @@ def _run_problems(cfg: DictConfig) -> list[str]:
             f"trainer.accelerator={accelerator} but this machine has no CUDA GPU; use "
             "trainer=cpu (or trainer.accelerator=auto)"
         )
-    if cfg.ckpt_path is not None:
-        problems += _checkpoint_problems(cfg)
+    resumed = resume_checkpoint(cfg.ckpt_path, cfg.output_dir)
+    if resumed is not None:
+        problems += _checkpoint_problems(cfg, Path(resumed))
     # Other ranks of a DDP run share rank 0's folder, which rank 0 has checked.
     if rank_zero_only.rank == 0:
         problems += _run_folder_problems(cfg)
     return problems
 
 
-def _checkpoint_problems(cfg: DictConfig) -> list[str]:
-    """ckpt_path must be a segnet training checkpoint of the model this config builds."""
-    path = Path(cfg.ckpt_path)
+def _checkpoint_problems(cfg: DictConfig, path: Path) -> list[str]:
+    """The checkpoint at ``path`` (from ckpt_path) must be a segnet training checkpoint of the
+    model this config builds."""
     if not path.is_file():
         return [f"ckpt_path={cfg.ckpt_path!r} does not exist (resume from a last.ckpt)"]
     try:
@@ -234,7 +235,7 @@ def _run_folder_problems(cfg: DictConfig) -> list[str]:
         ]
     found = previous_run(run_dir)
     last = run_dir / "checkpoints" / "last.ckpt"
-    resume = f"resume it with ckpt_path={last}, " if last.is_file() else ""
+    resume = f"resume it with ckpt_path={last} (or ckpt_path=last), " if last.is_file() else ""
     shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
     return [
         f"the run folder {run_dir} (hydra.run.dir) already holds a training run ({shown}); "

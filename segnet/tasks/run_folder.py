@@ -4,6 +4,11 @@ Training into a folder that holds another run is refused unless it resumes that 
 ``ckpt_path`` lies inside) or ``overwrite=true`` deletes it first; a resumed run continues its
 ``metrics.csv`` (:class:`ContinuedCSVLogger`) and records its config in
 ``.hydra/resume-<time>/`` (:class:`KeepRunRecord`), so the first run's record is kept.
+
+``ckpt_path=last`` makes one command line right for a first start and for every restart
+(torchrun's ``--max-restarts``, a SLURM requeue): it resumes from the folder's own
+``checkpoints/last.ckpt`` when there is one, and starts afresh otherwise, replacing the logs of
+an earlier start that stopped before its first checkpoint (their steps are trained again).
 """
 
 from __future__ import annotations
@@ -24,10 +29,9 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from segnet.outputs import write_text
 
-# The run folder's parts written by training (configs/callbacks, configs/logger), and
-# Lightning's SLURM requeue checkpoints, which it resumes from by itself.
+# The run folder's parts written by training (configs/callbacks, configs/logger).
 RUN_PARTS = ("checkpoints", "csv", "tensorboard")
-REQUEUE_GLOB = "hpc_ckpt_*.ckpt"
+RESUME_LAST = "last"
 
 
 def previous_run(run_dir: str | Path) -> list[str]:
@@ -37,30 +41,42 @@ def previous_run(run_dir: str | Path) -> list[str]:
     run_dir = Path(run_dir)
     found = [p for p in sorted((run_dir / "checkpoints").glob("*")) if p.is_file()]
     found += [p for p in [run_dir / "csv" / "metrics.csv"] if p.is_file()]
-    found += sorted(run_dir.glob(REQUEUE_GLOB))
     return [str(p.relative_to(run_dir)) for p in found]
+
+
+def resume_checkpoint(ckpt_path: str | None, run_dir: str | Path) -> str | None:
+    """The checkpoint a fit resumes from: ``ckpt_path`` as given, except ``"last"``: the run
+    folder's own ``checkpoints/last.ckpt`` if there is one, else None (a fresh start)."""
+    if ckpt_path != RESUME_LAST:
+        return ckpt_path
+    last = Path(run_dir) / "checkpoints" / "last.ckpt"
+    return str(last) if last.is_file() else None
 
 
 def run_folder_state(run_dir: str | Path, ckpt_path: str | None, overwrite: bool) -> str:
     """What training may do with ``run_dir``, given what an earlier run left there:
 
     - "new": nothing there;
-    - "resume": it continues that run (``ckpt_path`` inside ``run_dir``, or a SLURM requeue
-      checkpoint there, which Lightning resumes from without ``ckpt_path``);
-    - "replace": ``overwrite=true`` over that run (which is not resumed);
+    - "resume": it continues that run (``ckpt_path`` inside ``run_dir``; ``last`` when the
+      folder has a ``last.ckpt``);
+    - "replace": ``overwrite=true`` over that run (which is not resumed), or ``last`` over a
+      start that stopped before its first checkpoint;
     - "refuse": anything else, including ``overwrite=true`` with a ``ckpt_path`` inside it.
     """
     if not previous_run(run_dir):
         return "new"
-    run_dir = Path(run_dir).resolve()
-    inside = ckpt_path is not None and Path(ckpt_path).resolve().is_relative_to(run_dir)
+    resumed = resume_checkpoint(ckpt_path, run_dir)
+    inside = resumed is not None and Path(resumed).resolve().is_relative_to(Path(run_dir).resolve())
     if overwrite:
         return "refuse" if inside else "replace"
-    return "resume" if inside or any(run_dir.glob(REQUEUE_GLOB)) else "refuse"
+    if inside:
+        return "resume"
+    return "replace" if ckpt_path == RESUME_LAST else "refuse"
 
 
 def replaces_run(cfg: DictConfig) -> bool:
-    """Whether this training deletes an earlier run in its folder first (overwrite=true)."""
+    """Whether this training deletes an earlier run in its folder first (overwrite=true, or
+    ckpt_path=last over a start that left no checkpoint)."""
     overwrite = bool(cfg.get("overwrite", False))
     return run_folder_state(cfg.output_dir, cfg.ckpt_path, overwrite) == "replace"
 
@@ -69,8 +85,6 @@ def delete_previous_run(run_dir: Path) -> None:
     """What an earlier training wrote into run_dir (overwrite=true); .hydra/ is Hydra's."""
     for part in RUN_PARTS:
         shutil.rmtree(run_dir / part, ignore_errors=True)
-    for path in run_dir.glob(REQUEUE_GLOB):
-        path.unlink()
 
 
 class _ContinuedWriter(ExperimentWriter):

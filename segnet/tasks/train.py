@@ -21,15 +21,19 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from segnet.outputs import remove_stale_temporaries
 from segnet.runtime.checkpoint import read_checkpoint
 from segnet.tasks.cli import EXIT_TERMINATED, one_line
 from segnet.tasks.config import check_num_classes, check_train_config, invalid_configuration
-from segnet.tasks.run_folder import delete_previous_run, replaces_run
+from segnet.tasks.run_folder import delete_previous_run, replaces_run, resume_checkpoint
+from segnet.training.checkpoints import AtomicCheckpointIO
+from segnet.training.requeue import RequeueRequested, SlurmRequeue, requeue, slurm_job_id
 from segnet.training.resume import ContinuousLogSteps
 from segnet.training.system import SCORES, SegmentationSystem
 
@@ -59,6 +63,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     # First: the log step is set before any other callback logs at a batch start.
     callbacks = [ContinuousLogSteps(), *_instantiate_all(cfg.callbacks)]
+    plugins = [AtomicCheckpointIO()]
+    if SLURMEnvironment.detect():
+        callbacks.append(SlurmRequeue())
+        plugins.append(SLURMEnvironment(auto_requeue=False))
     if not cfg.trainer.get("enable_progress_bar", True):
         # The switch wins over the configured bar (Lightning refuses the pair).
         callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
@@ -66,6 +74,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         cfg.trainer,
         callbacks=callbacks,
         logger=_instantiate_all(cfg.logger),
+        plugins=plugins,
         sync_batchnorm=_sync_batchnorm(cfg.trainer),
     )
     if trainer.is_global_zero:
@@ -80,19 +89,26 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.compile:
         # In place: the state dict keeps its "model." keys (no "_orig_mod." wrapper).
         system.model.compile()
-    if trainer.is_global_zero and replaces_run(cfg):
-        _echo(f"overwrite=true: deleting the previous run's outputs in {cfg.output_dir}")
-        delete_previous_run(Path(cfg.output_dir))
+    ckpt_path = resume_checkpoint(cfg.ckpt_path, cfg.output_dir)
+    if trainer.is_global_zero:
+        if replaces_run(cfg):
+            why = "overwrite=true" if cfg.get("overwrite") else "ckpt_path=last, no checkpoint"
+            _echo(f"{why}: deleting the previous run's outputs in {cfg.output_dir}")
+            delete_previous_run(Path(cfg.output_dir))
+        remove_stale_temporaries(Path(cfg.output_dir) / "checkpoints")  # of a killed save
     # Read now: a run resumed into its own folder rewrites that checkpoint.
-    resumed_at = (
-        None if cfg.ckpt_path is None else read_checkpoint(Path(cfg.ckpt_path))["global_step"]
-    )
+    resumed_at = None if ckpt_path is None else read_checkpoint(Path(ckpt_path))["global_step"]
     if resumed_at is not None:
+        _echo(f"resuming from {ckpt_path} at global step {resumed_at}")
         datamodule.resume_at(resumed_at)
     try:
-        trainer.fit(system, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+        trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SIGTERMException as stop:
         _echo_stopped(trainer, "SIGTERM")
+        raise SystemExit(EXIT_TERMINATED) from stop
+    except RequeueRequested as stop:
+        _echo_stopped(trainer, "SLURM's SIGUSR1")
+        _requeue_once(trainer)
         raise SystemExit(EXIT_TERMINATED) from stop
     except SystemExit as stop:
         if not isinstance(stop.__context__, KeyboardInterrupt):
@@ -100,23 +116,24 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         # Lightning turns Ctrl-C into exit status 1; the CLI's status for it is 130.
         _echo_stopped(trainer, "Ctrl-C")
         raise KeyboardInterrupt from stop
-    except (ValueError, OSError) as err:  # bad data or a full disk, met mid-run
-        _echo_stopped(trainer, type(err).__name__)
-        raise ValueError(one_line(err)) from err
+    except (ValueError, OSError) as err:  # bad data or a full disk, met mid-run: one line
+        raise ValueError(f"{one_line(err)}{_resume_hint(trainer)}") from err
     except Exception as err:
         _echo_stopped(trainer, type(err).__name__)
         raise
     if resumed_at is not None:
-        _require_some_training(cfg, resumed_at, trainer.global_step)
+        _require_some_training(ckpt_path, cfg, resumed_at, trainer.global_step)
     return _report(trainer)
 
 
-def _require_some_training(cfg: DictConfig, resumed_at: int, global_step: int) -> None:
+def _require_some_training(
+    ckpt_path: str, cfg: DictConfig, resumed_at: int, global_step: int
+) -> None:
     """ValueError if a resumed fit took no step: its checkpoint had already reached the end
     the config sets (reporting the checkpoint's own run as this one's result would mislead)."""
     if global_step == resumed_at:
         raise ValueError(
-            f"ckpt_path={cfg.ckpt_path} had already reached the end this config sets "
+            f"ckpt_path={ckpt_path} had already reached the end this config sets "
             f"(global step {global_step}, trainer.max_epochs={cfg.trainer.get('max_epochs')}, "
             f"trainer.max_steps={cfg.trainer.get('max_steps')}): nothing was trained; raise "
             "trainer.max_epochs or trainer.max_steps to train it further"
@@ -217,6 +234,24 @@ def _echo_stopped(trainer: pl.Trainer, reason: str) -> None:
             f"training stopped by {reason} at global step {trainer.global_step}; resume with "
             f"ckpt_path={last}"
         )
+
+
+def _resume_hint(trainer: pl.Trainer) -> str:
+    last = _last_path(trainer)
+    if last is None:
+        return ""
+    return f" (training stopped at global step {trainer.global_step}; resume with ckpt_path={last})"
+
+
+@rank_zero_only
+def _requeue_once(trainer: pl.Trainer) -> None:
+    """Ask SLURM to queue this job again (global rank 0 only), after last.ckpt was saved."""
+    job = slurm_job_id()
+    problem = "no SLURM job id in the environment" if job is None else requeue(job)
+    if problem is None:
+        _echo(f"requeued SLURM job {job}: it resumes from last.ckpt with the same command")
+    else:
+        _echo(f"not requeued: {problem}; submit the same command again to resume")
 
 
 @rank_zero_only
