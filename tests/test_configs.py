@@ -20,7 +20,8 @@ from pytorch_lightning.strategies import DDPStrategy
 
 from segnet.data.datamodule import VOCDataModule
 from segnet.tasks.config import ConfigError, check_num_classes, check_train_config
-from segnet.tasks.run_folder import ContinuedCSVLogger, run_folder_state
+from segnet.tasks.run_folder import run_folder_state
+from segnet.training.logs import ContinuedCSVLogger
 from segnet.training.system import SegmentationSystem
 
 # The recipes the README names, and any other file in configs/experiment/.

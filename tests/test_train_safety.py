@@ -214,22 +214,22 @@ def test_pretrained_weights_offline_gives_a_clean_message_with_config_keys(
 
 
 def test_a_ctrl_c_while_the_csv_is_written_loses_no_row_and_no_column(tmp_path, monkeypatch):
-    from segnet.tasks import run_folder
+    from segnet.training import logs as run_logs
 
-    logger = run_folder.ContinuedCSVLogger(save_dir=str(tmp_path), name="csv", version="")
+    logger = run_logs.ContinuedCSVLogger(save_dir=str(tmp_path), name="csv", version="")
     logger.log_metrics({"train/loss": 3.0}, step=0)
     logger.log_metrics({"train/loss": 2.0}, step=1)
     logger.save()
     logger.log_metrics({"val/miou": 0.5}, step=1)  # a new column: the header changes
-    write_text = run_folder.write_text
+    write_text = run_logs.write_text
 
     def interrupted(path, text):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(run_folder, "write_text", interrupted)
+    monkeypatch.setattr(run_logs, "write_text", interrupted)
     with pytest.raises(KeyboardInterrupt):
         logger.save()
-    monkeypatch.setattr(run_folder, "write_text", write_text)
+    monkeypatch.setattr(run_logs, "write_text", write_text)
     logger.finalize("failed")  # what Lightning does after the Ctrl-C
     with open(tmp_path / "csv" / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))

@@ -4,6 +4,7 @@ script starts (with ``tests/`` on PYTHONPATH)."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal as signal_module
 from pathlib import Path
@@ -23,6 +24,48 @@ class SignalAtStep(pl.Callback):
     def on_train_batch_start(self, trainer: pl.Trainer, *args) -> None:
         if trainer.global_step == self.step:
             os.kill(os.getpid(), self.signal)
+
+
+class KillAtStep(pl.Callback):
+    """Kills this process with SIGKILL (no handler runs, nothing is saved: an OOM killer or a
+    lost node) as global step ``step`` starts on global rank ``rank``. With ``once``, a file
+    that is created just before, the kill happens only while that file does not exist: a
+    restarted run passes the step."""
+
+    def __init__(self, step: int, rank: int = 0, once: str | None = None) -> None:
+        self.step, self.rank, self.once = step, rank, once
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args) -> None:
+        if trainer.global_step != self.step or trainer.global_rank != self.rank:
+            return
+        if self.once is not None:
+            if Path(self.once).exists():
+                return
+            Path(self.once).touch()
+        os.kill(os.getpid(), signal_module.SIGKILL)
+
+
+class KillInsideSave(pl.Callback):
+    """SIGKILLs this process halfway through writing the checkpoint of global step ``step``
+    (after half its bytes reached the file): what a kill during a save leaves behind."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        real_save = torch.save
+
+        def cut_short(obj, f, *args, **kwargs):
+            if trainer.global_step != self.step or isinstance(f, str | Path):
+                return real_save(obj, f, *args, **kwargs)
+            buffer = io.BytesIO()
+            real_save(obj, buffer, *args, **kwargs)
+            data = buffer.getvalue()
+            f.write(data[: len(data) // 2])
+            f.flush()
+            os.kill(os.getpid(), signal_module.SIGKILL)
+
+        torch.save = cut_short
 
 
 class CrashAtStep(pl.Callback):

@@ -2,7 +2,7 @@
 
 Training into a folder that holds another run is refused unless it resumes that run (its
 ``ckpt_path`` lies inside) or ``overwrite=true`` deletes it first; a resumed run continues its
-``metrics.csv`` (:class:`ContinuedCSVLogger`) and records its config in
+logs (:mod:`segnet.training.logs`) and records its config in
 ``.hydra/resume-<time>/`` (:class:`KeepRunRecord`), so the first run's record is kept.
 
 ``ckpt_path=last`` makes one command line right for a first start and for every restart
@@ -13,21 +13,14 @@ an earlier start that stopped before its first checkpoint (their steps are train
 
 from __future__ import annotations
 
-import csv
-import io
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from lightning_fabric.loggers.logger import rank_zero_experiment
 from omegaconf import DictConfig, OmegaConf, read_write
-from pytorch_lightning.loggers import CSVLogger
-from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.utilities import rank_zero_only
-
-from segnet.outputs import write_text
 
 # The run folder's parts written by training (configs/callbacks, configs/logger).
 RUN_PARTS = ("checkpoints", "csv", "tensorboard")
@@ -85,52 +78,6 @@ def delete_previous_run(run_dir: Path) -> None:
     """What an earlier training wrote into run_dir (overwrite=true); .hydra/ is Hydra's."""
     for part in RUN_PARTS:
         shutil.rmtree(run_dir / part, ignore_errors=True)
-
-
-class _ContinuedWriter(ExperimentWriter):
-    """Lightning's CSV writer, except that an existing metrics.csv is continued (rows kept,
-    header and columns taken over) where Lightning deletes it."""
-
-    def _check_log_dir_exists(self) -> None:
-        if self._fs.isfile(self.metrics_file_path):
-            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
-                self.metrics_keys = next(csv.reader(file), [])
-
-    def save(self) -> None:
-        # The whole file, written atomically, the rows kept until then. Lightning appends, and
-        # truncates and rewrites the file when a column appears, in steps a Ctrl-C can split:
-        # that left one headerless row of the whole history, or rows wider than the header.
-        if not self.metrics:
-            return
-        self._record_new_keys()
-        path = Path(self.metrics_file_path)
-        earlier = []
-        if path.is_file():
-            with open(path, newline="") as file:
-                earlier = list(csv.DictReader(file))
-        text = io.StringIO(newline="")
-        writer = csv.DictWriter(text, fieldnames=self.metrics_keys)
-        writer.writeheader()
-        writer.writerows(earlier + self.metrics)
-        write_text(path, text.getvalue())
-        self.metrics = []
-
-
-class ContinuedCSVLogger(CSVLogger):
-    """``CSVLogger`` whose ``metrics.csv`` survives a resume into the same run folder.
-
-    Lightning's writer deletes an existing ``metrics.csv``; this one appends to it. Safe
-    because :func:`train` refuses a folder holding another run, or deletes that run first
-    (``overwrite=true``): an existing file can only be the resumed run's own history.
-    """
-
-    @property
-    @rank_zero_experiment
-    def experiment(self) -> ExperimentWriter:
-        if self._experiment is None:
-            self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _ContinuedWriter(log_dir=self.log_dir)
-        return self._experiment
 
 
 class KeepRunRecord(Callback):

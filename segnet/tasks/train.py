@@ -33,8 +33,8 @@ from segnet.tasks.cli import EXIT_TERMINATED, one_line
 from segnet.tasks.config import check_num_classes, check_train_config, invalid_configuration
 from segnet.tasks.run_folder import delete_previous_run, replaces_run, resume_checkpoint
 from segnet.training.checkpoints import AtomicCheckpointIO
+from segnet.training.logs import ContinuousLogs
 from segnet.training.requeue import RequeueRequested, SlurmRequeue, requeue, slurm_job_id
-from segnet.training.resume import ContinuousLogSteps
 from segnet.training.system import SCORES, SegmentationSystem
 
 
@@ -62,7 +62,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     _echo(OmegaConf.to_yaml(cfg, resolve=True))
 
     # First: the log step is set before any other callback logs at a batch start.
-    callbacks = [ContinuousLogSteps(), *_instantiate_all(cfg.callbacks)]
+    callbacks = [ContinuousLogs(), *_instantiate_all(cfg.callbacks)]
     plugins = [AtomicCheckpointIO()]
     if SLURMEnvironment.detect():
         callbacks.append(SlurmRequeue())
