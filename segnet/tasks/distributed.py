@@ -17,6 +17,23 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def restart_problem() -> str | None:
+    """Why torchrun's restarts of this run would fail, or None.
+
+    With ``--max-restarts`` > 0, torchrun's c10d rendezvous shares its store with the workers
+    unless ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` is set for torchrun; a restarted group then
+    reads the dead group's addresses from it and cannot connect (pytorch/pytorch#135712, seen
+    here with gloo: "Gloo connectFullMesh failed ... Connection refused" on every restart).
+    """
+    restarts = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0"))
+    if restarts > 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        return (
+            f"torchrun --max-restarts={restarts} cannot restart this group: run torchrun with "
+            "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in its environment (pytorch#135712)"
+        )
+    return None
+
+
 def process_device(name: str, world: int) -> torch.device:
     """The checked device; under torchrun ``cuda`` means this process's GPU (LOCAL_RANK)."""
     device = resolve_device(name)

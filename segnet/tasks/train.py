@@ -31,6 +31,7 @@ from segnet.outputs import remove_stale_temporaries
 from segnet.runtime.checkpoint import read_checkpoint
 from segnet.tasks.cli import EXIT_TERMINATED, one_line
 from segnet.tasks.config import check_num_classes, check_train_config, invalid_configuration
+from segnet.tasks.distributed import restart_problem
 from segnet.tasks.run_folder import delete_previous_run, replaces_run, resume_checkpoint
 from segnet.training.checkpoints import AtomicCheckpointIO
 from segnet.training.logs import ContinuousLogs
@@ -54,6 +55,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         KeyboardInterrupt: Ctrl-C (``last.ckpt`` saved, the resume command printed).
     """
     check_train_config(cfg)
+    if (problem := restart_problem()) is not None:
+        _echo(f"note: {problem}")
     try:
         datamodule = hydra.utils.instantiate(cfg.data)
     except ValueError as err:  # the data module's own argument checks

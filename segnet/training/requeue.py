@@ -1,11 +1,12 @@
 """SLURM's requeue: SIGUSR1 before the time limit -> ``last.ckpt``, ``scontrol requeue``, stop.
 
 A job submitted with ``#SBATCH --signal=SIGUSR1@120`` gets SIGUSR1 120 s before its time
-limit. :class:`SlurmRequeue` notes the signal and stops training at the end of the step under
-way (every process at the same step: the decision is reduced over the process group), which
-saves ``last.ckpt`` (:class:`~segnet.training.checkpoints.LastCheckpoint`); then
-:func:`requeue` asks SLURM to queue the job again. The requeued job runs the same command line,
-whose ``ckpt_path=last`` resumes from that checkpoint.
+limit. :class:`SlurmRequeue` notes the signal and stops training once the step under way is
+done and logged, as the next one starts (every process at the same step: the decision is
+reduced over the process group), which saves ``last.ckpt``
+(:class:`~segnet.training.checkpoints.LastCheckpoint`); then :func:`requeue` asks SLURM to
+queue the job again. The requeued job runs the same command line, whose ``ckpt_path=last``
+resumes from that checkpoint.
 
 Lightning's own SLURM handler is switched off (``SLURMEnvironment(auto_requeue=False)``): it
 saves a separate ``hpc_ckpt_N.ckpt`` from inside the signal handler, wherever in a step the
@@ -26,7 +27,7 @@ REQUEUE_SIGNAL = signal.SIGUSR1
 
 
 class RequeueRequested(Exception):
-    """SLURM signalled the end of the job's time; training stopped at a step's end."""
+    """SLURM signalled the end of the job's time; training stopped between two steps."""
 
 
 def slurm_job_id() -> str | None:
@@ -53,8 +54,9 @@ def requeue(job_id: str) -> str | None:
 
 
 class SlurmRequeue(pl.Callback):
-    """Turns SLURM's SIGUSR1 into a stop at the end of the current step
-    (:class:`RequeueRequested`, raised on every process at the same global step)."""
+    """Turns SLURM's SIGUSR1 into a stop before the next step (:class:`RequeueRequested`,
+    raised on every process at the same global step). Not at the current step's end: Lightning
+    logs a step's metrics after the callbacks' ``on_train_batch_end``, so its row would be lost."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -70,8 +72,8 @@ class SlurmRequeue(pl.Callback):
             self._previous = None
 
     def _note(self, signum: int, frame: FrameType | None) -> None:
-        self.requested = True  # acted on at the step's end, never inside the handler
+        self.requested = True  # acted on between steps, never inside the handler
 
-    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
         if trainer.strategy.reduce_boolean_decision(self.requested, all=False):
             raise RequeueRequested(f"SIGUSR1 (SLURM) at global step {trainer.global_step}")
