@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import csv
 import os
+import socket
+import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -163,3 +166,46 @@ def assert_varied_labels(labels: np.ndarray) -> None:
     """A label map (or several, concatenated) of varied predictions: see
     ``assert_several_classes``."""
     assert_several_classes(np.bincount(np.asarray(labels).ravel()))
+
+
+def torchrun(*args: str) -> list[str]:
+    """The command line of ``torchrun args`` with this Python."""
+    return [sys.executable, "-m", "torch.distributed.run", *args]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def two_nodes(script: Path, args: list[str], env: dict) -> list[subprocess.CompletedProcess]:
+    """``script`` with ``args`` on 2 torchrun agents ("nodes" of 1 process each) meeting at
+    127.0.0.1, each stopping by itself within the timeout."""
+    rendezvous = [
+        "--nnodes=2",
+        "--nproc_per_node=1",
+        "--rdzv_backend=c10d",
+        f"--rdzv_endpoint=127.0.0.1:{free_port()}",
+        "--rdzv_id=segnet-test",
+    ]
+    agents = [
+        subprocess.Popen(
+            torchrun(*rendezvous, f"--node_rank={rank}", str(script), *args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for rank in (0, 1)
+    ]
+    done = []
+    try:
+        for agent in agents:
+            out, err = agent.communicate(timeout=300)
+            done.append(subprocess.CompletedProcess(agent.args, agent.returncode, out, err))
+    finally:
+        for agent in agents:
+            if agent.poll() is None:
+                agent.kill()
+    return done

@@ -1,5 +1,6 @@
 """torchrun scripts/infer.py: disjoint shares, the outputs of one process, resume with another
-number of processes, one combined summary and the combined exit status on every process."""
+number of processes, one combined summary and the combined exit status on every process; two
+torchrun agents as two nodes on this machine."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from helpers import REPO, assert_varied_labels, infer_in_process, labels_of
+from helpers import (
+    PROBES_ENV,
+    REPO,
+    assert_varied_labels,
+    infer_in_process,
+    labels_of,
+    two_nodes,
+)
 from PIL import Image
 
 
@@ -60,3 +68,20 @@ def test_two_and_three_processes_write_what_one_writes_and_resume_each_other(
     assert again.stdout.count("written ") == 1
     assert "written 3, skipped 0, existing 4" in again.stdout
     assert outputs(out) == expected
+
+
+def test_two_nodes_write_what_one_process_writes(checkpoint, tiny_voc_root, tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    for photo in sorted(Path(tiny_voc_root).glob("VOCdevkit/VOC2012/JPEGImages/*.jpg"))[:5]:
+        (source / photo.name).write_bytes(photo.read_bytes())
+    args = ["num_workers=0", "device=cpu"]
+    assert infer_in_process(checkpoint, source, tmp_path / "one", *args).written == 5
+
+    out = tmp_path / "nodes"
+    io = [f"ckpt_path={checkpoint}", f"input={source}", f"output_dir={out}", *args]
+    agents = two_nodes(REPO / "scripts" / "infer.py", io, PROBES_ENV)
+    assert [agent.returncode for agent in agents] == [0, 0], agents[0].stderr + agents[1].stderr
+    summaries = [agent.stdout for agent in agents if "written " in agent.stdout]
+    assert len(summaries) == 1 and "written 5, skipped 0, existing 0" in summaries[0]
+    assert outputs(out) == outputs(tmp_path / "one")

@@ -12,7 +12,6 @@ final weights, and logs with each step once.
 from __future__ import annotations
 
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -29,6 +28,8 @@ from helpers import (
     per_step,
     tensorboard_steps,
     tiny_training,
+    torchrun,
+    two_nodes,
 )
 
 from segnet.tasks.train import train
@@ -65,10 +66,6 @@ def probe(name: str, **args: object) -> list[str]:
     return [f"+callbacks.{key}._target_=train_probes.{name}"] + [
         f"+callbacks.{key}.{k}={v}" for k, v in args.items()
     ]
-
-
-def torchrun(*args: str) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", *args]
 
 
 # What docs/training.md tells torchrun users: without it torchrun's restarts cannot connect.
@@ -207,48 +204,11 @@ def test_a_slurm_requeue_saves_requeues_and_the_requeued_job_resumes_exactly(
     assert_same_training(run_dir, one_process)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def two_nodes(script: Path, args: list[str]) -> list[subprocess.CompletedProcess]:
-    """``script`` on 2 torchrun agents ("nodes" of 1 process each) meeting at 127.0.0.1."""
-    rendezvous = [
-        "--nnodes=2",
-        "--nproc_per_node=1",
-        "--rdzv_backend=c10d",
-        f"--rdzv_endpoint=127.0.0.1:{free_port()}",
-        "--rdzv_id=segnet-test",
-    ]
-    agents = [
-        subprocess.Popen(
-            torchrun(*rendezvous, f"--node_rank={rank}", str(script), *args),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=ENV,
-        )
-        for rank in (0, 1)
-    ]
-    done = []
-    try:
-        for agent in agents:
-            out, err = agent.communicate(timeout=TIMEOUT)
-            done.append(subprocess.CompletedProcess(agent.args, agent.returncode, out, err))
-    finally:
-        for agent in agents:
-            if agent.poll() is None:
-                agent.kill()
-    return done
-
-
 def test_two_nodes_of_one_process_train_as_one_node_of_two(two_processes, tiny_voc_root, tmp_path):
     run_dir = tmp_path / "run"
     ranks = tmp_path / "ranks"
     args = overrides(tiny_voc_root, run_dir, *ddp(2, nodes=2), *probe("RankRecorder", out=ranks))
-    for agent in two_nodes(TRAIN_SCRIPT, args):
+    for agent in two_nodes(TRAIN_SCRIPT, args, ENV):
         assert agent.returncode == 0, agent.stderr[-3000:]
     assert_same_training(run_dir, two_processes)
     records = [torch.load(ranks / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
