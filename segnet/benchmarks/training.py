@@ -8,6 +8,10 @@ with and without channels-last. Figure: batch / median step time after warm-up s
 the timed steps interleaved round-robin across cases so a burst of load from elsewhere hits
 every case alike. ``--quick``: resnet18 only, 160x240, batch 2, fewer steps.
 
+Checkpoint saves: for each fp32 case, the seconds to write its ``last.ckpt`` (weights, SGD
+momentum, schedule) as training writes it, and that time as a share of the 500 steps between
+two periodic saves at the measured step time.
+
 Demo (skipped under ``--quick``): ``scripts/train.py experiment=demo`` in a fresh process
 with a fresh data root, so the wall time includes interpreter start, data generation,
 training and every validation. A small callback added by override records the wall-clock
@@ -34,12 +38,14 @@ import pytorch_lightning as pl
 import torch
 
 from segnet.benchmarks import Result
+from segnet.training.checkpoints import AtomicCheckpointIO
 from segnet.training.system import SegmentationSystem
 
 SECTION = "training"
 DEMO_TARGET_MIOU = 0.60
 DEMO_TARGET_SECONDS = 300.0
 TRAIN_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train.py"
+LAST_EVERY_N_STEPS = 500  # configs/callbacks/default.yaml: last_checkpoint.every_n_steps
 # quick -> (backbones, (height, width), batch, warm-up steps, timed steps)
 THROUGHPUT_CASES = {
     True: (("resnet18",), (160, 240), 2, 1, 2),
@@ -82,7 +88,7 @@ def _throughput(quick: bool) -> list[Result]:
             stepper.step(images, masks)
             times[name].append(time.perf_counter() - start)
     threads = torch.get_num_threads()
-    return [
+    results = [
         Result(
             SECTION,
             f"{name} ({threads} threads)",
@@ -92,6 +98,39 @@ def _throughput(quick: bool) -> list[Result]:
         )
         for name in cases
     ]
+    fp32 = {name: stepper for name, stepper in cases.items() if name.endswith(" fp32")}
+    return results + _checkpoint_saves(
+        fp32, {name: statistics.median(times[name]) for name in fp32}
+    )
+
+
+def _checkpoint_saves(steppers: dict[str, _Stepper], step_s: dict[str, float]) -> list[Result]:
+    """Seconds to write last.ckpt (weights, SGD momentum, schedule) the way training writes it
+    (AtomicCheckpointIO: staged, fsync'ed, renamed), and that time as a share of the
+    LAST_EVERY_N_STEPS steps between two periodic saves."""
+    results = []
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "last.ckpt"
+        for name, stepper in steppers.items():
+            checkpoint = {
+                "state_dict": stepper.system.state_dict(),
+                "optimizer_states": [stepper.optimizer.state_dict()],
+                "lr_schedulers": [stepper.scheduler.state_dict()],
+            }
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                AtomicCheckpointIO().save_checkpoint(checkpoint, path)
+                times.append(time.perf_counter() - start)
+            save = statistics.median(times)
+            megabytes = path.stat().st_size / 1e6
+            case = f"{name} last.ckpt ({megabytes:.0f} MB)"
+            share = 100 * save / (save + LAST_EVERY_N_STEPS * step_s[name])
+            results.append(Result(SECTION, case, "checkpoint save", save, "s"))
+            results.append(
+                Result(SECTION, case, f"save share every {LAST_EVERY_N_STEPS} steps", share, "%")
+            )
+    return results
 
 
 class _Stepper:
@@ -184,3 +223,30 @@ def _demo() -> list[Result]:
         results.append(Result(SECTION, case, "val mIoU", r["miou"], ""))
         results.append(Result(SECTION, case, "elapsed", r["time"] - start, "s"))
     return results
+
+
+def checkpoint_costs(backbones: tuple[str, ...] = ("resnet18", "resnet50")) -> list[Result]:
+    """The checkpoint-save figures alone, at the full run's size (fp32, 1 warm-up, 3 timed
+    steps each): ``python -m segnet.benchmarks.training``."""
+    _, (height, width), batch, _, _ = THROUGHPUT_CASES[False]
+    torch.manual_seed(0)
+    images = torch.randn(batch, 3, height, width)
+    masks = torch.randint(0, 21, (batch, height, width))
+    steppers = {
+        f"FCN-8s {b} {height}x{width} b{batch} fp32": _Stepper(b, "fp32", False) for b in backbones
+    }
+    step_s = {}
+    for name, stepper in steppers.items():
+        stepper.step(images, masks)
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            stepper.step(images, masks)
+            times.append(time.perf_counter() - start)
+        step_s[name] = statistics.median(times)
+    return _checkpoint_saves(steppers, step_s)
+
+
+if __name__ == "__main__":
+    for result in checkpoint_costs():
+        print(f"{result.case}: {result.metric} {result.value:.3g} {result.unit}")
