@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from segnet.data.classes import VOC_CLASSES
+from segnet.models import FCN
 from segnet.runtime.checkpoint import CheckpointError, load_model
 
 
@@ -67,3 +68,33 @@ def test_load_model_rebuilds_the_trained_network(checkpoint):
     assert not model.training and names == list(VOC_CLASSES)
     state = torch.load(checkpoint, weights_only=True)["state_dict"]
     assert torch.equal(model.score32.weight, state["model.score32.weight"])
+
+
+# The hyper-parameters SegmentationSystem saved before fcn_from_hparams existed (segnet at
+# commit 38d8aa8): the checkpoint format did not change with it.
+SAVED_HPARAMS = {
+    "num_classes", "backbone", "variant", "pretrained", "weights_path", "trainable_upsample",
+    "class_names", "optimizer", "lr", "momentum", "weight_decay", "backbone_lr_mult",
+    "poly_power", "warmup_iters", "warmup_factor", "class_weights", "channels_last",
+}  # fmt: skip
+
+
+def test_checkpoints_keep_their_format_and_one_in_the_earlier_layout_loads(checkpoint, tmp_path):
+    assert set(torch.load(checkpoint, weights_only=True)["hyper_parameters"]) == SAVED_HPARAMS
+    torch.manual_seed(3)
+    network = FCN(num_classes=4, backbone="resnet18", variant="fcn16s", trainable_upsample=False)
+    hparams = {key: None for key in SAVED_HPARAMS} | {
+        "num_classes": 4,
+        "backbone": "resnet18",
+        "variant": "fcn16s",
+        "pretrained": True,  # ignored: the saved weights replace any ImageNet ones
+        "trainable_upsample": False,
+        "class_names": ["background", "cat", "dog", "car"],
+    }
+    state = {f"model.{name}": tensor for name, tensor in network.state_dict().items()}
+    path = tmp_path / "earlier.ckpt"
+    torch.save({"hyper_parameters": hparams, "state_dict": state, "global_step": 7}, path)
+    model, names = load_model(path)
+    assert names == hparams["class_names"] and model.variant == "fcn16s"
+    for name, tensor in network.state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor), name
