@@ -238,3 +238,12 @@ def test_a_ctrl_c_while_the_csv_is_written_loses_no_row_and_no_column(tmp_path, 
         ("1", "2.0", ""),
         ("1", "", "0.5"),
     ]
+
+
+@pytest.mark.parametrize("every", [0, -5, 2.5, True, "500"])
+def test_a_bad_periodic_checkpoint_interval_is_refused_naming_it(every, tmp_path):
+    from segnet.training.checkpoints import LastCheckpoint
+
+    with pytest.raises(ValueError, match="every_n_steps must be an integer >= 1 or null"):
+        LastCheckpoint(str(tmp_path), every_n_steps=every)
+    assert LastCheckpoint(str(tmp_path), every_n_steps=None).every_n_steps is None

@@ -5,11 +5,14 @@ Everything is built with ``hydra.utils.instantiate`` from plain config values: t
 (``cfg.trainer``) with its callbacks and loggers. The config is checked first, so a bad value
 stops the run before any data is read or any weight is built.
 
-Interrupted runs: the ``last_checkpoint`` callback writes ``last.ckpt`` after every validation
-and again when training stops on Ctrl-C, SIGTERM (e.g. a SLURM time limit) or an exception, so
-``ckpt_path=<run dir>/checkpoints/last.ckpt`` resumes at the global step it stopped at, with
-its logs continued (see :mod:`segnet.tasks.run_folder`, which also decides whether a folder
-holding another run is refused or, with ``overwrite=true``, replaced).
+Interrupted runs: ``last.ckpt`` is written whole (:mod:`segnet.training.checkpoints`) after
+every validation, every ``callbacks.last_checkpoint.every_n_steps`` steps and when training
+stops on Ctrl-C, SIGTERM, SLURM's SIGUSR1 (:mod:`segnet.training.requeue`: saved, requeued) or
+an exception. ``ckpt_path=last`` resumes from the run folder's own ``last.ckpt`` if there is one
+(the same command for the first start and every restart), at the global step it stopped at,
+with the same data (:mod:`segnet.data.resumable`) and continued logs
+(:mod:`segnet.training.logs`); :mod:`segnet.tasks.run_folder` decides whether a folder holding
+another run is refused or, with ``overwrite=true``, replaced.
 """
 
 from __future__ import annotations
@@ -51,8 +54,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     Raises:
         ConfigError: a bad config value, checkpoint to resume from, run folder or training set
             size (before anything is trained or written).
-        ValueError: bad data met during training (one line; the resume command is printed).
+        ValueError: bad data met during training (one line, with the resume command).
         KeyboardInterrupt: Ctrl-C (``last.ckpt`` saved, the resume command printed).
+        SystemExit(143): SIGTERM, or SIGUSR1 under SLURM (saved; requeued).
     """
     check_train_config(cfg)
     if (problem := restart_problem()) is not None:
