@@ -1,4 +1,4 @@
-"""Serve a trained model over HTTP, with a page to try it (see configs/serve.yaml and README).
+"""Serve a trained model over HTTP, with a page to try it (configs/serve.yaml, docs/serve.md).
 
     python scripts/serve.py ckpt_path=.../checkpoints/best.ckpt host=127.0.0.1 port=8000
 

@@ -1,6 +1,6 @@
 """Smoke test of scripts/benchmark.py and every section of segnet/benchmarks at tiny sizes.
 
-The figures are not judged here (the README says targets are reported, never asserted); what
+The figures are not judged here (docs/benchmarks.md: targets are reported, never asserted); what
 is checked is that every section runs, returns well-formed results and writes its JSON. Sizes
 are shrunk through each module's size constants; the fresh processes that measure peak memory
 (about 10 s of imports each on the project's machine) are replaced as noted.

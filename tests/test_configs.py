@@ -24,7 +24,7 @@ from segnet.tasks.run_folder import run_folder_state
 from segnet.training.logs import ContinuedCSVLogger
 from segnet.training.system import SegmentationSystem
 
-# The recipes the README names, and any other file in configs/experiment/.
+# The recipes the docs name, and any other file in configs/experiment/.
 EXPERIMENTS = sorted(
     {"demo", "fcn32s_vgg16_voc", "fcn8s_resnet50_voc"}
     | {path.stem for path in (CONFIG_DIR / "experiment").glob("*.yaml")}

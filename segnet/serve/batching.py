@@ -5,7 +5,7 @@ first waiting image, lets ``window`` seconds pass for others to arrive (none whe
 already holds more), groups what it has by image size and hands each group to the one model
 thread as one ``predict`` call: equally sized images share a forward pass, different sizes are
 never padded into one batch (padding changes an FCN's prediction near the border; see
-notes in the README). While the model works, new requests queue up, so under load batches fill
+docs/design.md). While the model works, new requests queue up, so under load batches fill
 without any waiting at all.
 """
 
