@@ -8,10 +8,8 @@ there on those of the run that never stopped:
   ``DistributedSampler`` does, and starts where the checkpoint's global step says the epoch
   stands (:func:`epoch_position`). The position is derived from the global step rather than
   saved as a loader state: Lightning fetches batches ahead of the step that uses them, so a
-  loader's own count of what it handed out is ahead of what was trained by a batch or more
-  whenever the stop lands at a batch's start (measured with torchdata's StatefulDataLoader,
-  which then skips a batch on resume, and loses an epoch when the stop lands on its last
-  batch);
+  loader's own count of what it handed out runs ahead of what was trained (why not torchdata's
+  StatefulDataLoader: docs/design.md);
 - **the augmentation**: :class:`PerSampleSeed` draws each sample's random scale, crop and flip
   from a generator seeded by ``(seed, epoch, index)``, so a sample is augmented the same in any
   DataLoader worker, on any process and after any restart (a worker's own random stream would

@@ -22,8 +22,8 @@ def restart_problem() -> str | None:
 
     With ``--max-restarts`` > 0, torchrun's c10d rendezvous shares its store with the workers
     unless ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` is set for torchrun; a restarted group then
-    reads the dead group's addresses from it and cannot connect (pytorch/pytorch#135712, seen
-    here with gloo: "Gloo connectFullMesh failed ... Connection refused" on every restart).
+    reads the dead group's addresses from it and cannot connect (pytorch/pytorch#135712; gloo
+    says "Gloo connectFullMesh failed ... Connection refused").
     """
     restarts = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0"))
     if restarts > 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":

@@ -234,20 +234,25 @@ def _summary(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _echo_stopped(trainer: pl.Trainer, reason: str) -> None:
+def _stopped(trainer: pl.Trainer, reason: str | None = None) -> str | None:
+    """The line saying where training stopped (and why, given ``reason``) and the resume
+    command, when there is a last.ckpt to resume from; else None."""
     last = _last_path(trainer)
-    if last is not None:
-        _echo(
-            f"training stopped by {reason} at global step {trainer.global_step}; resume with "
-            f"ckpt_path={last}"
-        )
+    if last is None:
+        return None
+    by = "" if reason is None else f" by {reason}"
+    step = trainer.global_step
+    return f"training stopped{by} at global step {step}; resume with ckpt_path={last}"
+
+
+def _echo_stopped(trainer: pl.Trainer, reason: str) -> None:
+    if (text := _stopped(trainer, reason)) is not None:
+        _echo(text)
 
 
 def _resume_hint(trainer: pl.Trainer) -> str:
-    last = _last_path(trainer)
-    if last is None:
-        return ""
-    return f" (training stopped at global step {trainer.global_step}; resume with ckpt_path={last})"
+    text = _stopped(trainer)
+    return "" if text is None else f" ({text})"
 
 
 @rank_zero_only

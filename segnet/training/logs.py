@@ -6,8 +6,8 @@ every step logged once, at its global step:
 - **the step**: Lightning logs at ``fit_loop.epoch_loop._batches_that_stepped`` and, restoring a
   checkpoint, adds one to it on the assumption that the checkpoint was saved at a batch's end.
   A checkpoint saved as a batch starts (a crash, Ctrl-C or SIGTERM met there) holds the right
-  count already, and the resumed run logged step ``k + 1`` for step ``k`` (seen: ``[..., 10,
-  12, ...]`` after a stop at step 11). :class:`ContinuousLogs` sets it to the global step;
+  count already, and the resumed run would log step ``k + 1`` for step ``k``, leaving a gap.
+  :class:`ContinuousLogs` sets it to the global step;
 - **no repeat**: steps logged after the checkpoint a run resumes from are trained again, so
   their rows (and events) are dropped first: CSV rows from that step on are removed, and
   TensorBoard is told to purge them (its ``SessionLog.START`` at that step);
