@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from segnet.data.classes import IGNORE_INDEX, VOC_CLASSES
+from segnet.data.classes import IGNORE_INDEX, VOC_CLASSES, class_colours
 from segnet.data.demo import demo_dataset_ready, generate_demo_dataset
 from segnet.data.images import DataError
 from segnet.data.resumable import (
@@ -178,6 +178,12 @@ class VOCDataModule(pl.LightningDataModule):
     @property
     def class_names(self) -> list[str]:
         return list(self._class_names)
+
+    @property
+    def class_colours(self) -> list[list[int]]:
+        """``[r, g, b]`` per class: VOC's palette (a dataset in VOC's layout has no colours
+        of its own in its index masks)."""
+        return [list(rgb) for rgb in class_colours(self.num_classes)]
 
     @property
     def num_classes(self) -> int:

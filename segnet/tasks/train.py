@@ -92,6 +92,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         **OmegaConf.to_container(cfg.optim, resolve=True),
         num_classes=num_classes,
         class_names=datamodule.class_names,
+        class_colours=datamodule.class_colours,
     )
     if cfg.compile:
         # In place: the state dict keeps its "model." keys (no "_orig_mod." wrapper).

@@ -20,6 +20,7 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from segnet.data.classes import IGNORE_INDEX, default_class_names
+from segnet.data.classes import class_colours as voc_colours
 from segnet.metrics import confusion_scores
 from segnet.models import fcn_from_hparams
 from segnet.predict.predictor import class_map
@@ -51,6 +52,9 @@ class SegmentationSystem(pl.LightningModule):
         num_classes, backbone, variant, pretrained, weights_path, trainable_upsample: the
             :class:`~segnet.models.FCN` arguments.
         class_names: ``num_classes`` names for per-class metrics (None: VOC's 21 names).
+        class_colours: ``num_classes`` ``[r, g, b]`` colours the dataset draws its classes in
+            (None: VOC's palette); saved with the weights, so every picture of the model's
+            output (masks, overlays, the serve page, an exported ``.onnx``) uses them.
         optimizer: ``"sgd"`` or ``"adamw"``.
         lr: base learning rate (the head's).
         momentum: SGD momentum (unused by AdamW).
@@ -73,6 +77,7 @@ class SegmentationSystem(pl.LightningModule):
         weights_path: str | None = None,
         trainable_upsample: bool = True,
         class_names: Sequence[str] | None = None,
+        class_colours: Sequence[Sequence[int]] | None = None,
         optimizer: str = "sgd",
         lr: float = 0.01,
         momentum: float = 0.9,
@@ -90,9 +95,13 @@ class SegmentationSystem(pl.LightningModule):
         if class_names is None:
             class_names = default_class_names(num_classes)
         class_names = [str(name) for name in class_names]
+        if class_colours is None:
+            class_colours = voc_colours(num_classes)
+        class_colours = [[int(c) for c in colour] for colour in class_colours]
         if class_weights is not None:
             class_weights = [float(w) for w in class_weights]
         _check_args(num_classes, class_names, optimizer, lr, backbone_lr_mult, class_weights)
+        _check_colours(num_classes, class_colours)
         self.save_hyperparameters()
 
         self.model = fcn_from_hparams(
@@ -271,3 +280,11 @@ def _check_args(
         raise ValueError(f"backbone_lr_mult must be >= 0, got {backbone_lr_mult}")
     if class_weights is not None and len(class_weights) != num_classes:
         raise ValueError(f"{len(class_weights)} class_weights given for num_classes={num_classes}")
+
+
+def _check_colours(num_classes: int, colours: list[list[int]]) -> None:
+    if len(colours) != num_classes:
+        raise ValueError(f"{len(colours)} class_colours given for num_classes={num_classes}")
+    for colour in colours:
+        if len(colour) != 3 or not all(0 <= c <= 255 for c in colour):
+            raise ValueError(f"a class colour is [r, g, b] with values 0..255, got {colour}")
