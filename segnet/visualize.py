@@ -11,13 +11,24 @@ from PIL import Image, ImageDraw, ImageFont
 
 from segnet.data.classes import IGNORE_INDEX, voc_palette
 
-_PALETTE = np.array(voc_palette(), dtype=np.uint8).reshape(256, 3)
+Colours = Sequence[Sequence[int]]
 # Overlays are blended in bands of rows, so a 24-megapixel image needs no float copy of itself.
 _BAND_ROWS = 512
 
 
-def colorize(class_map: np.ndarray) -> Image.Image:
-    """Class map (H, W) of indices 0..255 -> palette-mode ("P") PIL image with VOC's colours.
+def flat_palette(colours: Colours | None = None) -> list[int]:
+    """The 256-entry palette [r0, g0, b0, r1, ...] of a palette PNG: ``colours`` (r, g, b) for
+    labels 0..C-1, VOC's palette for the rest (255, "void", is (224, 224, 192)); VOC's whole
+    palette for None."""
+    palette = voc_palette()
+    for label, colour in enumerate(colours or ()):
+        palette[3 * label : 3 * label + 3] = [int(c) for c in colour]
+    return palette
+
+
+def colorize(class_map: np.ndarray, colours: Colours | None = None) -> Image.Image:
+    """Class map (H, W) of indices 0..255 -> palette-mode ("P") PIL image drawn in ``colours``
+    (one (r, g, b) per class; None: VOC's palette), see :func:`flat_palette`.
 
     The pixel values ARE the class indices (what VOC's SegmentationClass PNGs store), so the
     file reads back as labels with ``np.asarray(Image.open(path))``.
@@ -28,7 +39,7 @@ def colorize(class_map: np.ndarray) -> Image.Image:
     if class_map.size and (class_map.min() < 0 or class_map.max() > 255):
         raise ValueError("class map values must lie in 0..255 for a palette image")
     image = Image.fromarray(np.ascontiguousarray(class_map, dtype=np.uint8), mode="P")
-    image.putpalette(voc_palette())
+    image.putpalette(flat_palette(colours))
     return image
 
 
@@ -49,6 +60,7 @@ def overlay(
     class_map: np.ndarray,
     class_names: Sequence[str],
     alpha: float = 0.5,
+    colours: Colours | None = None,
 ) -> Image.Image:
     """The image with its class colours blended over it, and a legend of the classes present.
 
@@ -57,6 +69,7 @@ def overlay(
         class_map: (H, W) class indices.
         class_names: names of labels 0..C-1 (used in the legend).
         alpha: weight of the class colour; 0 shows the image alone, 1 the colours alone.
+        colours: (r, g, b) of labels 0..C-1 (None: VOC's palette), see :func:`flat_palette`.
 
     Returns:
         RGB image: the blend (W x H) with a legend panel to its right, one coloured box and name
@@ -70,6 +83,7 @@ def overlay(
         )
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    palette = np.array(flat_palette(colours), dtype=np.uint8).reshape(256, 3)
     height, width = class_map.shape
     present = np.flatnonzero(np.bincount(class_map.ravel(), minlength=256))
     labels = [class_label(int(i), class_names) for i in present]
@@ -85,14 +99,14 @@ def overlay(
     for top in range(0, height, _BAND_ROWS):
         rows = slice(top, min(top + _BAND_ROWS, height))
         blend = pixels[rows].astype(np.float32) * (1 - alpha)
-        blend += _PALETTE[class_map[rows]].astype(np.float32) * alpha
+        blend += palette[class_map[rows]].astype(np.float32) * alpha
         result.paste(Image.fromarray(np.rint(blend).astype(np.uint8)), (0, top))
 
     draw = ImageDraw.Draw(result)
     for row, (index, label) in enumerate(zip(present, labels, strict=True)):
         x, y = width + margin, margin + row * line
         draw.rectangle(
-            [x, y, x + box, y + box], fill=tuple(int(c) for c in _PALETTE[index]), outline=0
+            [x, y, x + box, y + box], fill=tuple(int(c) for c in palette[index]), outline=0
         )
         draw.text((x + box + margin, y), label, fill=(0, 0, 0), font=font)
     return result

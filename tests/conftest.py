@@ -84,8 +84,8 @@ def onnx_model(checkpoint, tmp_path_factory) -> Path:
     from segnet.runtime.checkpoint import load_model
     from segnet.runtime.onnx_writer import export_onnx
 
-    model, names = load_model(checkpoint, "cpu")
-    data, _ = export_onnx(model, names, checkpoint)
+    model, names, palette = load_model(checkpoint, "cpu")
+    data, _ = export_onnx(model, names, palette, checkpoint)
     path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
     path.write_bytes(data)
     return path

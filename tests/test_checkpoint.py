@@ -64,7 +64,7 @@ def test_load_model_names_the_file_and_the_problem(checkpoint, tmp_path, kind, m
 
 
 def test_load_model_rebuilds_the_trained_network(checkpoint):
-    model, names = load_model(checkpoint)
+    model, names, palette = load_model(checkpoint)
     assert not model.training and names == list(VOC_CLASSES)
     state = torch.load(checkpoint, weights_only=True)["state_dict"]
     assert torch.equal(model.score32.weight, state["model.score32.weight"])
@@ -82,7 +82,8 @@ ADDED_HPARAMS = {"class_colours"}
 
 
 def test_checkpoints_keep_their_format_and_one_in_the_earlier_layout_loads(checkpoint, tmp_path):
-    assert set(torch.load(checkpoint, weights_only=True)["hyper_parameters"]) == SAVED_HPARAMS | ADDED_HPARAMS
+    saved = torch.load(checkpoint, weights_only=True)["hyper_parameters"]
+    assert set(saved) == SAVED_HPARAMS | ADDED_HPARAMS
     torch.manual_seed(3)
     network = FCN(num_classes=4, backbone="resnet18", variant="fcn16s", trainable_upsample=False)
     hparams = {key: None for key in SAVED_HPARAMS} | {
@@ -96,7 +97,7 @@ def test_checkpoints_keep_their_format_and_one_in_the_earlier_layout_loads(check
     state = {f"model.{name}": tensor for name, tensor in network.state_dict().items()}
     path = tmp_path / "earlier.ckpt"
     torch.save({"hyper_parameters": hparams, "state_dict": state, "global_step": 7}, path)
-    model, names = load_model(path)
+    model, names, palette = load_model(path)
     assert names == hparams["class_names"] and model.variant == "fcn16s"
     for name, tensor in network.state_dict().items():
         assert torch.equal(model.state_dict()[name], tensor), name

@@ -72,7 +72,7 @@ def test_load_model_puts_every_parameter_and_buffer_on_the_requested_device(
         return torch.device("meta")
 
     monkeypatch.setattr(checkpoint_module, "resolve_device", to_meta)
-    model, _ = load_model(checkpoint, "cuda:1")
+    model = load_model(checkpoint, "cuda:1")[0]
     assert asked == ["cuda:1"]
     tensors = list(model.parameters()) + list(model.buffers())
     assert tensors and {t.device.type for t in tensors} == {"meta"}
@@ -87,7 +87,7 @@ def test_load_model_checks_the_device_before_reading_the_checkpoint(gpus, tmp_pa
 
 @pytest.fixture(scope="module")
 def meta_model(checkpoint):
-    model, _ = load_model(checkpoint, "cpu")
+    model = load_model(checkpoint, "cpu")[0]
     return model.to("meta")
 
 
@@ -106,11 +106,11 @@ def test_predictions_live_on_the_models_device(meta_model, window):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("window", [None, 32])
 def test_on_a_gpu_the_model_and_predictions_are_on_it_and_match_the_cpu(checkpoint, window):
-    model, _ = load_model(checkpoint, "cuda")
+    model = load_model(checkpoint, "cuda")[0]
     assert {p.device.type for p in model.parameters()} == {"cuda"}
     images = torch.randint(0, 256, (1, 3, 70, 50), dtype=torch.uint8)
     probs = Predictor(PixelFCN(model), window=window, max_pixels=0).probabilities(images)
     assert probs.device.type == "cuda"
-    cpu_model, _ = load_model(checkpoint, "cpu")
+    cpu_model = load_model(checkpoint, "cpu")[0]
     expected = Predictor(PixelFCN(cpu_model), window=window, max_pixels=0).probabilities(images)
     torch.testing.assert_close(probs.cpu(), expected, atol=1e-3, rtol=0)

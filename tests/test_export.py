@@ -48,7 +48,7 @@ def test_overwrite_true_replaces_an_existing_output(checkpoint, onnx_model, tmp_
 @pytest.mark.parametrize("shape", [(3, 45, 2), (2, 97, 131), (1, 1, 1), (1, 33, 257)])
 def test_onnx_matches_pytorch_at_unseen_sizes(onnx_model, checkpoint, shape):
     """Sizes neither traced nor verified at export, 1 px to non-multiples of 32, batches > 1."""
-    model, names = load_model(checkpoint, "cpu")
+    model, names, _ = load_model(checkpoint, "cpu")
     images = verification_images(*shape, seed=11)
     expected = EagerBackend(model, names)(images)
     got = OnnxBackend(onnx_model, threads=1)(images)
@@ -59,7 +59,7 @@ def test_onnx_matches_pytorch_at_unseen_sizes(onnx_model, checkpoint, shape):
 
 
 def test_metadata_round_trip(onnx_model, checkpoint):
-    model, names = load_model(checkpoint, "cpu")
+    model, names, palette = load_model(checkpoint, "cpu")
     backend = OnnxBackend(onnx_model)
     assert backend.class_names == names and backend.num_classes == model.num_classes
     flat = voc_palette()
@@ -112,7 +112,7 @@ class _ClassesReversed(torch.nn.Module):
 
 
 def test_verification_refuses_changed_labels_within_the_logit_tolerance(checkpoint):
-    model, _ = load_model(checkpoint, "cpu")
+    model = load_model(checkpoint, "cpu")[0]
     reference = PixelFCN(model).eval()
     proto = segnet.runtime.onnx_writer.trace_to_onnx(_ClassesReversed(reference).eval())
     data = segnet.runtime.onnx_writer.with_metadata(proto, {}).SerializeToString()
@@ -133,7 +133,7 @@ class _WidthFrozen(torch.nn.Module):
 
 
 def test_verification_turns_an_onnx_runtime_failure_into_a_refusal(checkpoint):
-    model, _ = load_model(checkpoint, "cpu")
+    model = load_model(checkpoint, "cpu")[0]
     reference = PixelFCN(model).eval()
     proto = segnet.runtime.onnx_writer.trace_to_onnx(_WidthFrozen(reference).eval())
     data = segnet.runtime.onnx_writer.with_metadata(proto, {}).SerializeToString()

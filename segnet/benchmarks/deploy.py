@@ -100,11 +100,11 @@ def export_file(ckpt: Path, out: Path) -> tuple[torch.nn.Module, list[str], floa
     """Rebuild ``ckpt``'s FCN and write it to ``out`` as a segnet .onnx (unverified).
 
     Returns ``(FCN in eval mode, class names, export seconds)``."""
-    model, names = load_model(ckpt)
+    model, names, palette = load_model(ckpt)
     started = time.perf_counter()
     proto = trace_to_onnx(PixelFCN(model).eval())
     settings = {"exporter": "torch.onnx TorchScript-based (dynamo=False)", "opset": OPSET}
-    data = with_metadata(proto, metadata(model, names, ckpt, settings)).SerializeToString()
+    data = with_metadata(proto, metadata(model, names, palette, ckpt, settings)).SerializeToString()
     seconds = time.perf_counter() - started
     out.write_bytes(data)
     return model, names, seconds

@@ -85,7 +85,7 @@ def infer_config(overrides: list[str]):
 
 def bare_forward(ckpt: Path, images: list[Path], batch_size: int) -> float:
     """Images/s of the model alone on pre-decoded, normalised images in the same batches."""
-    model, _ = load_model(ckpt)
+    model = load_model(ckpt)[0]
     transform = eval_transforms()
     tensors = []
     for path in images:

@@ -49,7 +49,8 @@ def read_class_file(path: str | Path) -> tuple[list[str], list[Colour] | None]:
 
     Raises:
         DataError: naming the file and line: unreadable, blank or duplicate names, a blank line
-            before the end, colours on some lines only, fewer than 2 or more than 255 classes.
+            before the end, colours on some lines only or one colour for two classes, fewer
+            than 2 or more than 255 classes.
     """
     path = Path(path)
     try:
@@ -82,7 +83,17 @@ def read_class_file(path: str | Path) -> tuple[list[str], list[Colour] | None]:
             f"{path}: colours are given for some classes but not for {', '.join(without[:5])}"
             f"{' ...' if len(without) > 5 else ''}: give every line a #rrggbb colour, or none"
         )
-    return names, ([c for c in colours if c is not None] if all(given) else None)
+    if all(given):
+        seen: dict[Colour, str] = {}
+        for name, colour in zip(names, colours, strict=True):
+            if colour in seen:
+                raise DataError(
+                    f"{path}: {seen[colour]!r} and {name!r} have the same colour "
+                    f"{format_colour(colour)}; pictures of predictions could not tell them apart"
+                )
+            seen[colour] = name
+        return names, [c for c in colours if c is not None]
+    return names, None
 
 
 def _parse_line(path: Path, number: int, line: str) -> tuple[str, Colour | None]:

@@ -23,7 +23,6 @@ import torch
 from PIL import Image, ImageOps
 from PIL.PngImagePlugin import PngInfo
 
-from segnet.data.classes import class_colours
 from segnet.data.images import DataError, decode_image, read_image, rgb_image
 from segnet.predict.predictor import Predictor, class_map, size_batches
 from segnet.runtime import Backend, load_backend
@@ -103,8 +102,9 @@ class Segmenter:
 
     @property
     def palette(self) -> list[tuple[int, int, int]]:
-        """(r, g, b) of each class, in class order: the colours of masks and overlays."""
-        return class_colours(self.num_classes)
+        """(r, g, b) of each class, in class order: the colours of masks and overlays (the
+        training data's, as the checkpoint or the ``.onnx`` file records them)."""
+        return self.backend.palette
 
     def to_rgb(self, image: ImageLike) -> np.ndarray:
         """``image`` as predict sees it: uint8 (H, W, 3) RGB at its displayed size.
@@ -176,11 +176,11 @@ class Segmenter:
 
     def colorize(self, labels: np.ndarray) -> Image.Image:
         """uint8 (H, W) labels -> palette ("P") image whose pixel values are the labels."""
-        return colorize(labels)
+        return colorize(labels, self.palette)
 
     def overlay(self, rgb: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> Image.Image:
         """The class colours blended over ``rgb`` (H, W, 3) with a legend of the classes present."""
-        return overlay(rgb, labels, self.class_names, alpha)
+        return overlay(rgb, labels, self.class_names, alpha, self.palette)
 
     def mask_png(self, labels: np.ndarray, source: str | None = None) -> bytes:
         """The palette PNG of ``labels`` (H, W), byte for byte what scripts/infer.py writes;
@@ -189,7 +189,7 @@ class Segmenter:
         if source is not None:
             info.add_itxt(SOURCE_KEY, source)
         data = io.BytesIO()
-        colorize(labels).save(data, format="PNG", compress_level=1, pnginfo=info)
+        self.colorize(labels).save(data, format="PNG", compress_level=1, pnginfo=info)
         return data.getvalue()
 
     def overlay_jpeg(

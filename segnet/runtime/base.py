@@ -32,6 +32,7 @@ class Backend(Protocol):
         device: where input batches must be (the ONNX Runtime backend: the CPU).
         num_classes: C, the logits' channels.
         class_names: C display names.
+        palette: C (r, g, b) colours the classes are drawn in (the training data's).
         info: plain JSON-able facts about the model (backbone, variant, source, ...).
     """
 
@@ -39,6 +40,7 @@ class Backend(Protocol):
     device: torch.device
     num_classes: int
     class_names: list[str]
+    palette: list[tuple[int, int, int]]
     info: dict
 
     def __call__(self, images: Tensor) -> Tensor:

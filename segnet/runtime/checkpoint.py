@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from segnet.data.classes import default_class_names
+from segnet.data.classes import class_colours, default_class_names
 from segnet.device import resolve_device
 from segnet.models import ARCHITECTURE_KEYS, FCN, fcn_from_hparams
 from segnet.runtime.base import ModelFileError
@@ -73,9 +73,12 @@ def read_checkpoint(path: Path) -> dict:
     return checkpoint
 
 
-def load_model(ckpt_path: str | Path, device: str | torch.device = "cpu") -> tuple[FCN, list[str]]:
+def load_model(
+    ckpt_path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[FCN, list[str], list[tuple[int, int, int]]]:
     """Load ``ckpt_path`` (a SegmentationSystem .ckpt) as ``(FCN in eval mode on device,
-    class_names)``; ``device`` is checked first (``"auto"``: the GPU if there is one).
+    class_names, class colours (r, g, b))``; ``device`` is checked first (``"auto"``: the GPU if
+    there is one). A checkpoint saved before colours were kept draws in VOC's palette.
 
     Raises:
         ValueError: ``device`` is not a device of this machine.
@@ -119,4 +122,12 @@ def load_model(ckpt_path: str | Path, device: str | torch.device = "cpu") -> tup
         raise CheckpointError(
             f"checkpoint {path}: {len(names)} class_names for {model.num_classes} classes"
         )
-    return model.to(target).eval(), [str(n) for n in names]
+    colours = hparams.get("class_colours")
+    if colours is None:
+        colours = class_colours(model.num_classes)
+    if len(colours) != model.num_classes:
+        raise CheckpointError(
+            f"checkpoint {path}: {len(colours)} class_colours for {model.num_classes} classes"
+        )
+    palette = [tuple(int(c) for c in colour) for colour in colours]
+    return model.to(target).eval(), [str(n) for n in names], palette

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from segnet.data.classes import class_colours
 from segnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from segnet.device import resolve_device
 from segnet.models import FCN
@@ -57,17 +58,28 @@ class EagerBackend:
     Args:
         model: the FCN, in eval mode, on the device it should run on.
         class_names: C display names.
+        palette: C (r, g, b) colours of the classes (None: VOC's palette).
         info: facts to report (see :meth:`from_checkpoint`); backbone/variant are added.
     """
 
     name = "torch"
 
-    def __init__(self, model: FCN, class_names: list[str], info: dict | None = None) -> None:
+    def __init__(
+        self,
+        model: FCN,
+        class_names: list[str],
+        palette: list[tuple[int, int, int]] | None = None,
+        info: dict | None = None,
+    ) -> None:
         if len(class_names) != model.num_classes:
             raise ValueError(f"{len(class_names)} class names for {model.num_classes} classes")
+        palette = class_colours(model.num_classes) if palette is None else palette
+        if len(palette) != model.num_classes:
+            raise ValueError(f"{len(palette)} colours for {model.num_classes} classes")
         self.network = PixelFCN(model).to(next(model.parameters()).device).eval()
         self.num_classes = model.num_classes
         self.class_names = list(class_names)
+        self.palette = [tuple(int(c) for c in colour) for colour in palette]
         self.info = {
             "backbone": model.backbone_name,
             "variant": model.variant,
@@ -83,9 +95,9 @@ class EagerBackend:
             ValueError: ``device`` is not usable here. CheckpointError: see
                 :func:`segnet.runtime.checkpoint.load_model`.
         """
-        model, names = load_model(path, resolve_device(device))
+        model, names, palette = load_model(path, resolve_device(device))
         source = {"source": str(path), "source_sha256": file_sha256(path)}
-        return cls(model, names, {**source, "segnet_version": segnet_version()})
+        return cls(model, names, palette, {**source, "segnet_version": segnet_version()})
 
     @property
     def device(self) -> torch.device:

@@ -34,7 +34,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from segnet.data.classes import class_colours
 from segnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from segnet.models import FCN
 from segnet.runtime.base import first_line
@@ -66,16 +65,21 @@ VERIFY_SHAPES = ((1, 37, 1), (1, 1, 37), (1, 251, 317), (2, 320, 480))
 """(N, H, W) checked before writing: 1 px wide and high, odd sizes, a batch of 2."""
 
 
+Palette = list[tuple[int, int, int]]
+
+
 class ExportError(ValueError):
     """An export refused: the ONNX graph does not reproduce the PyTorch model."""
 
 
-def metadata(model: FCN, class_names: list[str], source: Path, settings: dict) -> dict[str, str]:
+def metadata(
+    model: FCN, class_names: list[str], palette: Palette, source: Path, settings: dict
+) -> dict[str, str]:
     """The strings stored in the .onnx: what a deployment needs besides the graph."""
     return {
         "segnet.format": FORMAT,
         "class_names": json.dumps(class_names),
-        "palette": json.dumps(class_colours(model.num_classes)),
+        "palette": json.dumps([list(colour) for colour in palette]),
         "input_convention": INPUT_CONVENTION,
         "mean": json.dumps(list(IMAGENET_MEAN)),
         "std": json.dumps(list(IMAGENET_STD)),
@@ -193,8 +197,11 @@ def verify_onnx(
     }
 
 
-def export_onnx(model: FCN, class_names: list[str], source: Path) -> tuple[bytes, dict]:
-    """Export ``model`` (CPU, eval) and verify it; nothing is written here.
+def export_onnx(
+    model: FCN, class_names: list[str], palette: Palette, source: Path
+) -> tuple[bytes, dict]:
+    """Export ``model`` (CPU, eval) with its classes' names and (r, g, b) colours, and verify
+    it; nothing is written here.
 
     Returns:
         ``(onnx_bytes, report)``: the complete .onnx file and ``{"seconds", "verification"}``.
@@ -214,6 +221,7 @@ def export_onnx(model: FCN, class_names: list[str], source: Path) -> tuple[bytes
         "logit_scale": LOGIT_SCALE,
         "max_label_mismatch": MAX_LABEL_MISMATCH,
     }
-    data = with_metadata(proto, metadata(model, class_names, source, settings)).SerializeToString()
+    stored = metadata(model, class_names, palette, source, settings)
+    data = with_metadata(proto, stored).SerializeToString()
     checked = verify_onnx(data, pixel_model)
     return data, {"seconds": time.perf_counter() - started, "verification": checked}

@@ -48,8 +48,8 @@ def export_command(cfg: DictConfig) -> int:
     """
     output = check_output(cfg.get("output"), bool(cfg.get("overwrite", False)))
     source = Path(cfg.ckpt_path)
-    model, class_names = load_model(source, "cpu")
-    data, report = export_onnx(model, class_names, source)
+    model, class_names, palette = load_model(source, "cpu")
+    data, report = export_onnx(model, class_names, palette, source)
     write_bytes(output, data)
     check = report["verification"]
     sizes = ", ".join("x".join(map(str, s)) for s in check["shapes"])
