@@ -33,7 +33,8 @@ class SegmentationSystem(pl.LightningModule):
     """Trains and evaluates an FCN with per-pixel cross-entropy (label 255 ignored).
 
     Metrics: one ``MulticlassConfusionMatrix`` per stage (train/val/test); at each epoch end
-    the four FCN metrics are derived from it by :func:`segnet.metrics.confusion_scores`.
+    the four FCN metrics are derived from it by :func:`segnet.metrics.confusion_scores`, and
+    validation adds each class's IoU (``val/iou/<class name>``; docs/monitoring.md).
     torchmetrics syncs the matrix across processes, so under DDP the epoch metrics cover every
     sample of every rank. The last validation scores are kept in ``self.val_scores`` and
     saved in every checkpoint under ``"val_metrics"``.
@@ -191,7 +192,13 @@ class SegmentationSystem(pl.LightningModule):
         self._log_epoch_scores("test")
 
     def _log_epoch_scores(self, stage: str) -> dict[str, Any]:
-        """Derive the FCN metrics from the stage's (process-synced) matrix, log, and reset it."""
+        """Derive the FCN metrics from the stage's (process-synced) matrix, log, and reset it.
+
+        Validation also logs each class's IoU as ``val/iou/<class name>``, from the same matrix
+        as ``val/miou``. A class absent from both the targets and the predictions has no IoU
+        (0/0, left out of ``val/miou`` too): nothing is logged for it at that validation, so
+        its curve has a gap there rather than a made-up value.
+        """
         confmat = self._confmat(stage).compute()
         self._confmat(stage).reset()
         scores = confusion_scores(confmat, self.hparams.class_names)
@@ -199,6 +206,10 @@ class SegmentationSystem(pl.LightningModule):
         names = SCORES if stage != "train" else ("pixel_acc", "miou")
         for name in names:
             self.log(f"{stage}/{name}", scores[name], prog_bar=name == "miou", sync_dist=True)
+        if stage == "val":
+            for name, iou in scores["per_class_iou"].items():
+                if iou is not None:
+                    self.log(f"val/iou/{name}", iou, sync_dist=True)
         return {**scores, "confmat": confmat.cpu().tolist()}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
