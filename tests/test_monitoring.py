@@ -16,6 +16,7 @@ from helpers import compose_config, compose_train, load_checkpoint, tensorboard_
 from segnet.metrics import confusion_scores
 from segnet.tasks.evaluate import evaluate
 from segnet.tasks.train import train
+from segnet.training.system import SegmentationSystem
 
 
 def csv_rows(run_dir: Path, column: str) -> list[dict[str, str]]:
@@ -99,3 +100,15 @@ def test_without_a_patience_the_run_trains_every_epoch(tiny_voc_root, tmp_path):
     printed = run_quietly(tiny_voc_root, run_dir, "optim.lr=1e-9", "trainer.max_epochs=3")
     assert len(csv_rows(run_dir, "val/miou")) == 3
     assert "early stopping" not in printed
+
+
+def test_a_class_absent_from_truth_and_prediction_gets_no_iou_scalar(monkeypatch):
+    system = SegmentationSystem(num_classes=3, class_names=["sky", "road", "car"])
+    target = torch.tensor([[0, 0, 1, 1]])
+    system.val_confmat.update(torch.tensor([[0, 1, 1, 1]]), target)  # "car": nowhere
+    logged: dict[str, float] = {}
+    monkeypatch.setattr(system, "log", lambda name, value, **kw: logged.__setitem__(name, value))
+    system._log_epoch_scores("val")
+    ious = {name: value for name, value in logged.items() if name.startswith("val/iou/")}
+    assert ious == pytest.approx({"val/iou/sky": 1 / 2, "val/iou/road": 2 / 3})
+    assert logged["val/miou"] == pytest.approx((1 / 2 + 2 / 3) / 2)
