@@ -14,6 +14,7 @@ import torch
 from helpers import compose_config, compose_train, load_checkpoint, tensorboard_steps, tiny_training
 
 from segnet.metrics import confusion_scores
+from segnet.tasks.config import ConfigError, check_train_config
 from segnet.tasks.evaluate import evaluate
 from segnet.tasks.train import train
 from segnet.training.system import SegmentationSystem
@@ -112,3 +113,12 @@ def test_a_class_absent_from_truth_and_prediction_gets_no_iou_scalar(monkeypatch
     ious = {name: value for name, value in logged.items() if name.startswith("val/iou/")}
     assert ious == pytest.approx({"val/iou/sky": 1 / 2, "val/iou/road": 2 / 3})
     assert logged["val/miou"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+
+
+@pytest.mark.parametrize("patience", ["0", "1.5"])
+def test_a_bad_patience_is_one_config_line_before_training(patience, tiny_voc_root, tmp_path):
+    extra = [f"output_dir={tmp_path}", f"callbacks.early_stopping.patience={patience}"]
+    with pytest.raises(ConfigError) as err:
+        check_train_config(compose_train(tiny_training(tiny_voc_root, *extra)))
+    assert f"callbacks.early_stopping.patience={patience} must be a whole number" in str(err.value)
+    assert str(err.value).count("\n  - ") == 1

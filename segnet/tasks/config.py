@@ -176,6 +176,15 @@ def _run_problems(cfg: DictConfig) -> list[str]:
             f"trainer.accelerator={accelerator} but this machine has no CUDA GPU; use "
             "trainer=cpu (or trainer.accelerator=auto)"
         )
+    stopping = (cfg.get("callbacks") or {}).get("early_stopping") or {}
+    patience = stopping.get("patience")
+    if patience is not None and (
+        isinstance(patience, bool) or not isinstance(patience, int) or patience < 1
+    ):
+        problems.append(
+            f"callbacks.early_stopping.patience={patience!r} must be a whole number >= 1 "
+            "(validations without improvement) or null (no early stopping)"
+        )
     resumed = resume_checkpoint(cfg.ckpt_path, cfg.output_dir)
     if resumed is not None:
         problems += _checkpoint_problems(cfg, Path(resumed))
