@@ -91,7 +91,7 @@ def test_early_stopping_stops_a_run_that_cannot_improve_and_keeps_the_best(tiny_
     stops = [line for line in printed.splitlines() if line.startswith("early stopping")]
     assert stops == [
         f"early stopping at validation {len(rows)} (epoch {len(rows) - 1}, global step "
-        f"{2 * len(rows)}): val/miou did not improve for {patience} validations; best val/miou "
+        f"{2 * len(rows)}): val/miou did not improve for 1 validation in a row; best val/miou "
         f"{max(scores):.4f} at epoch {best['epoch']} (checkpoints/best.ckpt)"
     ]
 

@@ -65,7 +65,8 @@ class EarlyStopOnMiou(EarlyStopping):
 
     def _stop_line(self, trainer: pl.Trainer) -> str:
         if self.stopping_reason == EarlyStoppingReason.PATIENCE_EXHAUSTED:
-            why = f"{self.monitor} did not improve for {self.patience} validations"
+            times = f"{self.patience} validation{'' if self.patience == 1 else 's'}"
+            why = f"{self.monitor} did not improve for {times} in a row"
         else:  # a NaN score: a validation without one labelled pixel
             why = f"{self.monitor} is not finite"
         return (
