@@ -202,3 +202,53 @@ def test_no_annotation_files_is_one_clear_error(tmp_path: Path):
     with pytest.raises(DataError, match=r"annotations: no instances_\*\.json"):
         import_coco(tmp_path, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_copy_where_a_hard_link_is_impossible(
+    coco_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    def no_links(source, destination):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(writer.os, "link", no_links)
+    import_coco(coco_export, tmp_path / "out")
+    copy = tmp_path / "out" / "images" / "train" / "rle.png"
+    original = coco_export / "train" / "rle.png"
+    assert not os.path.samefile(copy, original)
+    assert copy.read_bytes() == original.read_bytes()
+
+
+def test_a_second_image_with_the_same_stem_is_skipped(coco_export: Path, tmp_path: Path):
+    json_path = coco_export / "annotations" / "instances_val.json"
+    dataset = json.loads(json_path.read_text())
+    dataset["images"].append({"id": 11, "file_name": "val.png", "height": H, "width": W})
+    json_path.write_text(json.dumps(dataset))
+    Image.new("RGB", (W, H)).save(coco_export / "val" / "val.png")
+
+    summary = import_coco(coco_export, tmp_path / "out")
+    assert summary.images["val"] == 1
+    assert [(s.path.name, s.reason) for s in summary.skipped][-1] == (
+        "val.png",
+        "a second image named val",
+    )
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d["categories"].pop(), "categories differ from those of"),
+        (lambda d: d["images"][0].pop("height"), "image 10 lacks height"),
+        (lambda d: d["annotations"][0].update(category_id=99), "category 99"),
+        (lambda d: d["annotations"][0].update(segmentation={"counts": 5}), "cannot decode"),
+    ],
+)
+def test_bad_annotations_are_one_clear_error_and_leave_nothing(
+    coco_export: Path, tmp_path: Path, change, message
+):
+    json_path = coco_export / "annotations" / "instances_val.json"
+    dataset = json.loads(json_path.read_text())
+    change(dataset)
+    json_path.write_text(json.dumps(dataset))
+    with pytest.raises(DataError, match=message):
+        import_coco(coco_export, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["coco"]

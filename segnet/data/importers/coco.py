@@ -29,6 +29,7 @@ from segnet.data.images import DataError
 from segnet.data.importers import writer
 
 ANNOTATIONS_GLOB = "instances_*.json"
+_IMAGE_KEYS = ("id", "file_name", "height", "width")
 
 
 @dataclass
@@ -178,6 +179,10 @@ def _load_json(path: Path) -> dict:
         raise DataError(f"{path}: not COCO instance annotations (no 'images' list)")
     if not isinstance(dataset.get("categories"), list) or not dataset["categories"]:
         raise DataError(f"{path}: no 'categories' list")
+    for image in dataset["images"]:
+        missing = [key for key in _IMAGE_KEYS if key not in image]
+        if missing:
+            raise DataError(f"{path}: image {image.get('id')!r} lacks {', '.join(missing)}")
     return dataset
 
 
