@@ -9,21 +9,10 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from segnet.data.classes import IGNORE_INDEX, voc_palette
+from segnet.data.classes import IGNORE_INDEX, Colours, flat_palette
 
-Colours = Sequence[Sequence[int]]
 # Overlays are blended in bands of rows, so a 24-megapixel image needs no float copy of itself.
 _BAND_ROWS = 512
-
-
-def flat_palette(colours: Colours | None = None) -> list[int]:
-    """The 256-entry palette [r0, g0, b0, r1, ...] of a palette PNG: ``colours`` (r, g, b) for
-    labels 0..C-1, VOC's palette for the rest (255, "void", is (224, 224, 192)); VOC's whole
-    palette for None."""
-    palette = voc_palette()
-    for label, colour in enumerate(colours or ()):
-        palette[3 * label : 3 * label + 3] = [int(c) for c in colour]
-    return palette
 
 
 def colorize(class_map: np.ndarray, colours: Colours | None = None) -> Image.Image:

@@ -4,8 +4,13 @@ process needs the colours, not the dataset readers)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 IGNORE_INDEX = 255
 """Label of "void" pixels: ignored by the loss, the metrics and padding."""
+
+Colours = Sequence[Sequence[int]]
+"""(r, g, b) per class, label order."""
 
 VOC_CLASSES: tuple[str, ...] = (
     "background",
@@ -61,4 +66,14 @@ def voc_palette() -> list[int]:
             b |= ((value >> 2) & 1) << shift
             value >>= 3
         palette += [r, g, b]
+    return palette
+
+
+def flat_palette(colours: Colours | None = None) -> list[int]:
+    """The 256-entry palette [r0, g0, b0, r1, ...] of a palette PNG: ``colours`` (r, g, b) for
+    labels 0..C-1, VOC's palette for the rest (255, "void", is (224, 224, 192)); VOC's whole
+    palette for None."""
+    palette = voc_palette()
+    for label, colour in enumerate(colours or ()):
+        palette[3 * label : 3 * label + 3] = [int(c) for c in colour]
     return palette

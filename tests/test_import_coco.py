@@ -1,0 +1,254 @@
+"""segnet.data.importers.import_coco: a tiny COCO export in COCO's exact format -> the folder
+layout; expected masks are built independently with pycocotools' COCO API (annToMask)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as coco_mask
+from pycocotools.coco import COCO
+
+from segnet.data.class_file import read_class_file
+from segnet.data.classes import IGNORE_INDEX, class_colours, flat_palette
+from segnet.data.images import DataError
+from segnet.data.importers import import_coco, writer
+
+# Listed out of order on purpose, with sparse ids; 40 has no instance and is still a class.
+CATEGORIES = [{"id": 17, "name": "dog"}, {"id": 40, "name": "bird"}, {"id": 3, "name": "cat"}]
+EXPECTED_CLASSES = ["background", "cat", "dog", "bird"]
+LABEL_OF = {3: 1, 17: 2, 40: 3}
+H, W = 10, 12
+
+
+def box(top: int, left: int, bottom: int, right: int) -> np.ndarray:
+    mask = np.zeros((H, W), dtype=np.uint8)
+    mask[top:bottom, left:right] = 1
+    return mask
+
+
+def uncompressed_rle(mask: np.ndarray) -> dict:
+    # COCO's counts list: run lengths over the column-major pixels, starting with a 0-run.
+    flat = mask.flatten(order="F")
+    counts, value, run = [], 0, 0
+    for pixel in flat:
+        if pixel == value:
+            run += 1
+        else:
+            counts.append(run)
+            value, run = pixel, 1
+    counts.append(run)
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}
+
+
+def compressed_rle(mask: np.ndarray) -> dict:
+    rle = coco_mask.encode(np.asfortranarray(mask))
+    return {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+
+
+def annotation(id_: int, image_id: int, category_id: int, segmentation, iscrowd: int = 0):
+    return {
+        "id": id_,
+        "image_id": image_id,
+        "category_id": category_id,
+        "segmentation": segmentation,
+        "iscrowd": iscrowd,
+        "area": 1.0,
+        "bbox": [0, 0, 1, 1],
+    }
+
+
+def write_json(path: Path, images: list[dict], annotations: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": CATEGORIES})
+    )
+
+
+@pytest.fixture
+def coco_export(tmp_path: Path) -> Path:
+    root = tmp_path / "coco"
+    train_images = [
+        {"id": 1, "file_name": "mixed.jpg", "height": H, "width": W},
+        {"id": 2, "file_name": "rle.png", "height": H, "width": W},
+        {"id": 3, "file_name": "empty.jpg", "height": H, "width": W},
+        {"id": 4, "file_name": "missing.jpg", "height": H, "width": W},
+    ]
+    train_annotations = [
+        # cat: a polygon covering rows 1..5, columns 1..5.
+        annotation(1, 1, 3, [[1, 1, 6, 1, 6, 6, 1, 6]]),
+        # dog, uncompressed RLE, overlapping the cat in rows 4..5, columns 4..5.
+        annotation(2, 1, 17, uncompressed_rle(box(4, 4, 9, 10))),
+        # a second cat over the first: the same category, no conflict.
+        annotation(3, 1, 3, [[0, 0, 3, 0, 3, 3, 0, 3]]),
+        # a crowd of cats at the bottom right.
+        annotation(4, 1, 3, uncompressed_rle(box(7, 9, 10, 12)), iscrowd=1),
+        annotation(5, 2, 17, compressed_rle(box(2, 3, 8, 11))),
+        annotation(6, 4, 3, [[1, 1, 6, 1, 6, 6]]),
+    ]
+    write_json(root / "annotations" / "instances_train.json", train_images, train_annotations)
+    val_images = [{"id": 10, "file_name": "val.jpg", "height": H, "width": W}]
+    write_json(
+        root / "annotations" / "instances_val.json",
+        val_images,
+        [annotation(7, 10, 17, compressed_rle(box(0, 0, 5, 12)))],
+    )
+    for split, images in (("train", train_images), ("val", val_images)):
+        (root / split).mkdir(parents=True)
+        for image in images:
+            if image["file_name"] != "missing.jpg":
+                Image.new("RGB", (W, H), (40, 80, 120)).save(root / split / image["file_name"])
+    return root
+
+
+def expected_mask(json_path: Path, image_id: int) -> np.ndarray:
+    """The rules, stated with COCO's API: a pixel takes its one category's class; two
+    categories or any crowd -> 255."""
+    coco = COCO(str(json_path))
+    per_class = np.zeros((len(EXPECTED_CLASSES), H, W), dtype=bool)
+    crowd = np.zeros((H, W), dtype=bool)
+    for ann in coco.loadAnns(coco.getAnnIds(imgIds=[image_id])):
+        covered = coco.annToMask(ann).astype(bool)
+        if ann["iscrowd"]:
+            crowd |= covered
+        else:
+            per_class[LABEL_OF[ann["category_id"]]] |= covered
+    expected = np.argmax(per_class, axis=0).astype(np.uint8)
+    expected[(per_class.sum(axis=0) > 1) | crowd] = IGNORE_INDEX
+    return expected
+
+
+def read_mask(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        assert image.mode == "P"
+        assert image.getpalette() == flat_palette(class_colours(len(EXPECTED_CLASSES)))
+        return np.asarray(image)
+
+
+def test_masks_images_and_classes_follow_the_rules(coco_export: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    summary = import_coco(coco_export, out)
+
+    assert summary.images == {"train": 3, "val": 1}
+    assert summary.classes == EXPECTED_CLASSES
+    assert [(s.path.name, s.reason) for s in summary.skipped] == [
+        ("missing.jpg", "listed in the json, file missing")
+    ]
+    assert read_class_file(out / "classes.txt") == (
+        EXPECTED_CLASSES,
+        class_colours(len(EXPECTED_CLASSES)),
+    )
+    train_json = coco_export / "annotations" / "instances_train.json"
+    for image_id, name in ((1, "mixed"), (2, "rle"), (3, "empty")):
+        mask = read_mask(out / "masks" / "train" / f"{name}.png")
+        np.testing.assert_array_equal(mask, expected_mask(train_json, image_id), err_msg=name)
+    mixed = read_mask(out / "masks" / "train" / "mixed.png")
+    # The fixture exercises each rule at least once: overlap, crowd, both categories, background.
+    assert mixed[4, 4] == IGNORE_INDEX and mixed[8, 10] == IGNORE_INDEX
+    assert mixed[0, 0] == 1 and mixed[6, 6] == 2 and mixed[9, 0] == 0
+    assert not read_mask(out / "masks" / "train" / "empty.png").any()
+    np.testing.assert_array_equal(
+        read_mask(out / "masks" / "val" / "val.png"),
+        expected_mask(coco_export / "annotations" / "instances_val.json", 10),
+    )
+    assert sorted(p.name for p in (out / "images" / "train").iterdir()) == [
+        "empty.jpg",
+        "mixed.jpg",
+        "rle.png",
+    ]
+    assert os.path.samefile(out / "images" / "train" / "rle.png", coco_export / "train" / "rle.png")
+    assert not (out / "masks" / "train" / "missing.png").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["coco", "out"]
+
+
+def test_existing_output_is_refused_unless_overwrite(coco_export: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(DataError, match="already exists"):
+        import_coco(coco_export, out)
+    assert (out / "keep.txt").read_text() == "mine"
+
+    import_coco(coco_export, out, overwrite=True)
+    assert not (out / "keep.txt").exists()
+    assert (out / "classes.txt").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["coco", "out"]
+
+
+def test_a_failure_mid_import_leaves_neither_output_nor_temporary(
+    coco_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    real_write_mask = writer.write_mask
+    calls = []
+
+    def fail_at_the_second_image(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 2:
+            raise OSError("disk full")
+        real_write_mask(*args, **kwargs)
+
+    monkeypatch.setattr(writer, "write_mask", fail_at_the_second_image)
+    with pytest.raises(OSError, match="disk full"):
+        import_coco(coco_export, tmp_path / "out")
+    assert len(calls) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["coco"]
+
+
+def test_no_annotation_files_is_one_clear_error(tmp_path: Path):
+    with pytest.raises(DataError, match=r"annotations: no instances_\*\.json"):
+        import_coco(tmp_path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_copy_where_a_hard_link_is_impossible(
+    coco_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    def no_links(source, destination):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(writer.os, "link", no_links)
+    import_coco(coco_export, tmp_path / "out")
+    copy = tmp_path / "out" / "images" / "train" / "rle.png"
+    original = coco_export / "train" / "rle.png"
+    assert not os.path.samefile(copy, original)
+    assert copy.read_bytes() == original.read_bytes()
+
+
+def test_a_second_image_with_the_same_stem_is_skipped(coco_export: Path, tmp_path: Path):
+    json_path = coco_export / "annotations" / "instances_val.json"
+    dataset = json.loads(json_path.read_text())
+    dataset["images"].append({"id": 11, "file_name": "val.png", "height": H, "width": W})
+    json_path.write_text(json.dumps(dataset))
+    Image.new("RGB", (W, H)).save(coco_export / "val" / "val.png")
+
+    summary = import_coco(coco_export, tmp_path / "out")
+    assert summary.images["val"] == 1
+    assert [(s.path.name, s.reason) for s in summary.skipped][-1] == (
+        "val.png",
+        "a second image named val",
+    )
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d["categories"].pop(), "categories differ from those of"),
+        (lambda d: d["images"][0].pop("height"), "image 10 lacks height"),
+        (lambda d: d["annotations"][0].update(category_id=99), "category 99"),
+        (lambda d: d["annotations"][0].update(segmentation={"counts": 5}), "cannot decode"),
+    ],
+)
+def test_bad_annotations_are_one_clear_error_and_leave_nothing(
+    coco_export: Path, tmp_path: Path, change, message
+):
+    json_path = coco_export / "annotations" / "instances_val.json"
+    dataset = json.loads(json_path.read_text())
+    change(dataset)
+    json_path.write_text(json.dumps(dataset))
+    with pytest.raises(DataError, match=message):
+        import_coco(coco_export, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["coco"]
