@@ -78,11 +78,14 @@ SAVED_HPARAMS = {
     "poly_power", "warmup_iters", "warmup_factor", "class_weights", "channels_last",
 }  # fmt: skip
 # Keys added since, each optional when a checkpoint is read (an earlier one lacks them).
-ADDED_HPARAMS = {"class_colours"}
+ADDED_HPARAMS = {"class_colours", "freeze_backbone"}
 
 
 def test_checkpoints_keep_their_format_and_one_in_the_earlier_layout_loads(checkpoint, tmp_path):
-    assert set(torch.load(checkpoint, weights_only=True)["hyper_parameters"]) == SAVED_HPARAMS | ADDED_HPARAMS
+    assert (
+        set(torch.load(checkpoint, weights_only=True)["hyper_parameters"])
+        == SAVED_HPARAMS | ADDED_HPARAMS
+    )
     torch.manual_seed(3)
     network = FCN(num_classes=4, backbone="resnet18", variant="fcn16s", trainable_upsample=False)
     hparams = {key: None for key in SAVED_HPARAMS} | {
