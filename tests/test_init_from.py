@@ -172,6 +172,9 @@ def test_a_frozen_backbone_keeps_its_weights_and_batch_norm_statistics(tiny_voc_
     assert all(torch.equal(before[k], after[k]) for k in trunk)
     assert not torch.equal(before["score32.weight"], after["score32.weight"])
     assert [g["name"] for g in trainer.optimizers[0].param_groups] == ["head"]
+    system.train()  # what Lightning or a user's loop may call: the trunk stays in eval
+    assert not any(m.training for m in system.model.backbone.modules())
+    assert system.model.score32.training
 
 
 def test_a_fine_tuned_model_trains_evaluates_exports_and_serves(
