@@ -12,6 +12,7 @@ was copied.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -45,9 +46,14 @@ class TransferReport:
     new_classes: list[str] = field(default_factory=list)
     dropped_classes: list[str] = field(default_factory=list)
 
-    def table(self) -> str:
-        """A plain-text table, one line per tensor, then the classes."""
-        rows = [(key, "copied", "") for key in self.copied]
+    def table(self, whole: bool = True) -> str:
+        """A plain-text table, one line per tensor (``whole=False``: the tensors copied whole
+        counted per top-level module instead, e.g. ``backbone``), then the classes."""
+        if whole:
+            rows = [(key, "copied", "") for key in self.copied]
+        else:
+            modules = Counter(key.split(".")[0] for key in self.copied)
+            rows = [(f"{name}.*", f"{n} tensors copied", "") for name, n in modules.items()]
         rows += [(key, "shared classes copied", "other classes as new") for key in self.sliced]
         rows += [(key, "initialised as new", why) for key, why in self.initialised.items()]
         rows += [(key, "dropped", "not in the new model") for key in self.dropped]

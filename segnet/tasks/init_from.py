@@ -85,16 +85,18 @@ def read_training_checkpoint(path: Path) -> tuple[dict, dict]:
 
 
 def apply_init_from(model: FCN, path: Path, class_names: list[str], run_dir: Path | None) -> str:
-    """Transfer ``path``'s weights into ``model`` (built for ``class_names``) and return the
-    table of what was done, also written to ``run_dir/init_from.txt`` unless ``run_dir`` is
-    None (the other DDP ranks)."""
+    """Transfer ``path``'s weights into ``model`` (built for ``class_names``) and return a
+    summary of what was done (tensors copied whole counted per module); the whole table,
+    tensor by tensor, goes to ``run_dir/init_from.txt`` unless ``run_dir`` is None (the other
+    DDP ranks)."""
     hparams, weights = read_training_checkpoint(path)
     report: TransferReport = transfer_weights(
         model, weights, [str(n) for n in hparams["class_names"]], class_names
     )
     source = f"{hparams['variant']} {hparams['backbone']}, {hparams['num_classes']} classes"
-    text = f"init_from {path} ({source})\n{report.table()}\n"
+    header = f"init_from {path} ({source})"
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / TABLE_FILE).write_text(text)
-    return text
+        (run_dir / TABLE_FILE).write_text(f"{header}\n{report.table()}\n")
+        header += f"; every tensor in {run_dir / TABLE_FILE}"
+    return f"{header}\n{report.table(whole=False)}"
