@@ -78,7 +78,7 @@ SAVED_HPARAMS = {
     "poly_power", "warmup_iters", "warmup_factor", "class_weights", "channels_last",
 }  # fmt: skip
 # Keys added since, each optional when a checkpoint is read (an earlier one lacks them).
-ADDED_HPARAMS = {"class_colours"}
+ADDED_HPARAMS = {"class_colours", "freeze_backbone"}
 
 
 def test_checkpoints_keep_their_format_and_one_in_the_earlier_layout_loads(checkpoint, tmp_path):

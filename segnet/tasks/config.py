@@ -22,6 +22,7 @@ from segnet.data.images import DataError
 from segnet.data.voc import require_voc_dir
 from segnet.models import ARCHITECTURE_KEYS, BACKBONES, VARIANTS
 from segnet.runtime.checkpoint import CheckpointError, read_checkpoint
+from segnet.tasks.init_from import init_from_problems
 from segnet.tasks.run_folder import previous_run, resume_checkpoint, run_folder_state
 from segnet.training.system import OPTIMIZERS
 
@@ -188,6 +189,7 @@ def _run_problems(cfg: DictConfig) -> list[str]:
     resumed = resume_checkpoint(cfg.ckpt_path, cfg.output_dir)
     if resumed is not None:
         problems += _checkpoint_problems(cfg, Path(resumed))
+    problems += init_from_problems(cfg)
     # Other ranks of a DDP run share rank 0's folder, which rank 0 has checked.
     if rank_zero_only.rank == 0:
         problems += _run_folder_problems(cfg)

@@ -35,6 +35,7 @@ from segnet.runtime.checkpoint import read_checkpoint
 from segnet.tasks.cli import EXIT_TERMINATED, one_line
 from segnet.tasks.config import check_num_classes, check_train_config, invalid_configuration
 from segnet.tasks.distributed import restart_problem
+from segnet.tasks.init_from import apply_init_from
 from segnet.tasks.run_folder import delete_previous_run, replaces_run, resume_checkpoint
 from segnet.training.checkpoints import AtomicCheckpointIO
 from segnet.training.logs import ContinuousLogs
@@ -93,6 +94,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         num_classes=num_classes,
         class_names=datamodule.class_names,
         class_colours=datamodule.class_colours,
+        # init_from's weights replace the trunk's: no ImageNet download.
+        **({"pretrained": False} if cfg.get("init_from") else {}),
     )
     if cfg.compile:
         # In place: the state dict keeps its "model." keys (no "_orig_mod." wrapper).
@@ -104,6 +107,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             _echo(f"{why}: deleting the previous run's outputs in {cfg.output_dir}")
             delete_previous_run(Path(cfg.output_dir))
         remove_stale_temporaries(Path(cfg.output_dir) / "checkpoints")  # of a killed save
+    if cfg.get("init_from") and ckpt_path is None:  # a restart resumes its own last.ckpt
+        run_dir = Path(cfg.output_dir) if trainer.is_global_zero else None
+        table = apply_init_from(
+            system.model, Path(cfg.init_from), system.hparams.class_names, run_dir
+        )
+        _echo(table)
     # Read now: a run resumed into its own folder rewrites that checkpoint.
     resumed_at = None if ckpt_path is None else read_checkpoint(Path(ckpt_path))["global_step"]
     if resumed_at is not None:

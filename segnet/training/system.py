@@ -67,6 +67,10 @@ class SegmentationSystem(pl.LightningModule):
         class_weights: per-class loss weights (None = unweighted).
         channels_last: keep weights and inputs in channels-last memory format (faster convs
             on recent CPUs and tensor-core GPUs).
+        freeze_backbone: train the head only: the trunk's parameters get no gradient and are
+            not given to the optimiser, and its batch-norm (and dropout) layers stay in eval
+            mode, so their running statistics keep the values the run started with (for very
+            small datasets, where batch statistics would be noise).
     """
 
     def __init__(
@@ -89,6 +93,7 @@ class SegmentationSystem(pl.LightningModule):
         warmup_factor: float = 0.001,
         class_weights: Sequence[float] | None = None,
         channels_last: bool = False,
+        freeze_backbone: bool = False,
     ) -> None:
         super().__init__()
         # Hydra hands over ListConfig objects: store plain lists so checkpoints stay
@@ -110,6 +115,9 @@ class SegmentationSystem(pl.LightningModule):
         )
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
+        if freeze_backbone:
+            self.model.backbone.requires_grad_(False)
+            self.model.backbone.eval()
         weights = None if class_weights is None else torch.tensor(class_weights)
         self.register_buffer("loss_weights", weights, persistent=False)
         # One matrix per stage so validation inside a training epoch never mixes counts.
@@ -117,6 +125,13 @@ class SegmentationSystem(pl.LightningModule):
         self.val_confmat = MulticlassConfusionMatrix(num_classes, ignore_index=IGNORE_INDEX)
         self.test_confmat = MulticlassConfusionMatrix(num_classes, ignore_index=IGNORE_INDEX)
         self.val_scores: dict[str, Any] | None = None
+
+    def train(self, mode: bool = True) -> SegmentationSystem:
+        """Lightning switches modes around every validation: a frozen trunk stays in eval."""
+        super().train(mode)
+        if self.hparams.freeze_backbone:
+            self.model.backbone.eval()
+        return self
 
     def forward(self, images: Tensor) -> Tensor:
         """(N, 3, H, W) normalised images -> (N, num_classes, H, W) logits."""
@@ -230,14 +245,11 @@ class SegmentationSystem(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        groups = [
-            {
-                "params": self.model.backbone_parameters(),
-                "lr": hp.lr * hp.backbone_lr_mult,
-                "name": "backbone",
-            },
-            {"params": self.model.head_parameters(), "lr": hp.lr, "name": "head"},
-        ]
+        groups = [{"params": self.model.head_parameters(), "lr": hp.lr, "name": "head"}]
+        if not hp.freeze_backbone:
+            backbone_lr = hp.lr * hp.backbone_lr_mult
+            trunk = {"params": self.model.backbone_parameters(), "lr": backbone_lr}
+            groups.insert(0, {**trunk, "name": "backbone"})
         if hp.optimizer == "sgd":
             optimizer = torch.optim.SGD(
                 groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
