@@ -14,8 +14,8 @@ from pathlib import Path
 os.environ["OMP_NUM_THREADS"] = "1"
 
 import pytest  # noqa: E402
-import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
+from helpers import quiet_trainer  # noqa: E402
 
 from segnet.data.datamodule import VOCDataModule  # noqa: E402
 from segnet.data.demo import generate_demo_dataset  # noqa: E402
@@ -46,16 +46,7 @@ def checkpoint(tiny_voc_root, tmp_path_factory) -> Path:
     """A real Lightning checkpoint of an FCN-8s trained for a few steps on the tiny dataset."""
     torch.manual_seed(0)
     data = VOCDataModule(str(tiny_voc_root), crop_size=[64, 64], batch_size=2, num_workers=0)
-    trainer = pl.Trainer(
-        max_steps=1,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(max_steps=1, limit_val_batches=0, num_sanity_val_steps=0)
     trainer.fit(SegmentationSystem(backbone="resnet18", variant="fcn8s", lr=1e-3), data)
     path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
     trainer.save_checkpoint(path)

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
@@ -59,6 +60,14 @@ def tiny_training(root: str | Path, *extra: str) -> list[str]:
         "trainer.enable_progress_bar=false",
         *extra,
     ]
+
+
+def quiet_trainer(**options) -> pl.Trainer:
+    """A CPU Trainer that logs, checkpoints and prints nothing; ``options`` add to or replace
+    those settings."""
+    quiet = {"accelerator": "cpu", "logger": False, "enable_progress_bar": False}
+    quiet.update(enable_model_summary=False, enable_checkpointing=False)
+    return pl.Trainer(**{**quiet, **options})
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -12,9 +12,15 @@ import subprocess
 import sys
 
 import pytest
-import pytorch_lightning as pl
 import torch
-from helpers import TRAIN_SCRIPT, compose_config, compose_train, load_checkpoint, tiny_training
+from helpers import (
+    TRAIN_SCRIPT,
+    compose_config,
+    compose_train,
+    load_checkpoint,
+    quiet_trainer,
+    tiny_training,
+)
 
 from segnet.data.classes import VOC_CLASSES
 from segnet.data.datamodule import VOCDataModule
@@ -155,16 +161,11 @@ def test_a_frozen_backbone_keeps_its_weights_and_batch_norm_statistics(tiny_voc_
     system = SegmentationSystem(backbone="resnet18", variant="fcn32s", freeze_backbone=True)
     before = {k: v.clone() for k, v in system.model.state_dict().items()}
     data = VOCDataModule(tiny_voc_root, crop_size=[64, 64], batch_size=4, num_workers=0)
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
         max_steps=3,
         limit_val_batches=1,
         val_check_interval=1,  # train() and eval() toggled between the steps
         num_sanity_val_steps=0,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
     )
     trainer.fit(system, data)
     after = system.model.state_dict()

@@ -5,9 +5,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from helpers import quiet_trainer
 from torch.utils.data import DataLoader, TensorDataset
 
 from segnet.data.datamodule import whole_image_collate
@@ -55,12 +55,6 @@ def shapes_batch(n: int = 4, size: int = 64) -> tuple[torch.Tensor, torch.Tensor
 
 def loader(images, masks, batch_size=2) -> DataLoader:
     return DataLoader(TensorDataset(images, masks), batch_size=batch_size)
-
-
-def quiet_trainer(**kwargs) -> pl.Trainer:
-    args = {"accelerator": "cpu", "logger": False, "enable_progress_bar": False}
-    args.update(enable_model_summary=False, enable_checkpointing=False)
-    return pl.Trainer(**{**args, **kwargs})
 
 
 def test_loss_ignores_255_and_applies_class_weights():

@@ -108,8 +108,9 @@ def transfer_weights(
         ValueError: the class-name lists do not match the two class dimensions, or repeat a
             name (a name match would be ambiguous).
     """
+    dims = class_dimensions(model)
     for names, count, whose in (
-        (source_classes, _source_class_count(source, class_dimensions(model)), "source"),
+        (source_classes, _source_class_count(source), "source"),
         (model_classes, model.num_classes, "model"),
     ):
         if count is not None and len(names) != count:
@@ -125,7 +126,6 @@ def transfer_weights(
         new_classes=[name for name in model_classes if name not in source_index],
         dropped_classes=[name for name in source_classes if name not in set(model_classes)],
     )
-    dims = class_dimensions(model)
     target = model.state_dict()
     with torch.no_grad():
         for key, tensor in target.items():
@@ -149,10 +149,11 @@ def transfer_weights(
     return report
 
 
-def _source_class_count(source: Mapping[str, Tensor], dims: Mapping[str, int]) -> int | None:
-    """The source's class count, read off its final score layer (present in every variant)."""
+def _source_class_count(source: Mapping[str, Tensor]) -> int | None:
+    """The source's class count: the output channels of its final score layer (present in
+    every variant)."""
     weight = source.get("score32.weight")
-    return None if weight is None else int(weight.shape[dims.get("score32.weight", 0)])
+    return None if weight is None else int(weight.shape[0])
 
 
 def _same_but_classes(ours: Tensor, theirs: Tensor, dim: int) -> bool:

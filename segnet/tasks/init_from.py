@@ -19,7 +19,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from segnet.models import ARCHITECTURE_KEYS, FCN
-from segnet.models.transfer import TransferReport, transfer_weights
+from segnet.models.transfer import transfer_weights
 from segnet.runtime.checkpoint import CheckpointError, read_checkpoint
 from segnet.tasks.run_folder import RESUME_LAST, resume_checkpoint
 
@@ -90,9 +90,7 @@ def apply_init_from(model: FCN, path: Path, class_names: list[str], run_dir: Pat
     tensor by tensor, goes to ``run_dir/init_from.txt`` unless ``run_dir`` is None (the other
     DDP ranks)."""
     hparams, weights = read_training_checkpoint(path)
-    report: TransferReport = transfer_weights(
-        model, weights, [str(n) for n in hparams["class_names"]], class_names
-    )
+    report = transfer_weights(model, weights, [str(n) for n in hparams["class_names"]], class_names)
     source = f"{hparams['variant']} {hparams['backbone']}, {hparams['num_classes']} classes"
     header = f"init_from {path} ({source})"
     if run_dir is not None:
