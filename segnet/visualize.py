@@ -13,6 +13,10 @@ from segnet.data.classes import IGNORE_INDEX, Colours, flat_palette
 
 # Overlays are blended in bands of rows, so a 24-megapixel image needs no float copy of itself.
 _BAND_ROWS = 512
+# Between the panels of a comparison and the rows of a grid: white, a colour no class is drawn in
+# by default, so panel edges stay visible.
+_GAP = 4
+_GAP_COLOUR = 255
 
 
 def colorize(class_map: np.ndarray, colours: Colours | None = None) -> Image.Image:
@@ -99,6 +103,61 @@ def overlay(
         )
         draw.text((x + box + margin, y), label, fill=(0, 0, 0), font=font)
     return result
+
+
+def comparison(
+    image: np.ndarray, truth: np.ndarray, prediction: np.ndarray, colours: Colours | None = None
+) -> np.ndarray:
+    """One row of a sample grid: image | ground truth | prediction, side by side.
+
+    Args:
+        image: uint8 (H, W, 3).
+        truth, prediction: (H, W) labels; 255 (ignore) is drawn in the palette's void colour
+            (224, 224, 192), so unlabelled pixels stand apart from every class.
+        colours: (r, g, b) of labels 0..C-1 (None: VOC's palette).
+
+    Returns:
+        uint8 (H, 3 W + 2 gap, 3); panel k starts at column ``k * (W + gap)``
+        (:func:`panel_columns`).
+    """
+    image, truth, prediction = np.asarray(image), np.asarray(truth), np.asarray(prediction)
+    if (
+        image.ndim != 3
+        or image.shape[2] != 3
+        or not (image.shape[:2] == truth.shape == prediction.shape)
+    ):
+        raise ValueError(
+            f"image {image.shape} must be (H, W, 3) and match truth {truth.shape} and "
+            f"prediction {prediction.shape}"
+        )
+    palette = np.array(flat_palette(colours), dtype=np.uint8).reshape(256, 3)
+    height = image.shape[0]
+    gap = np.full((height, _GAP, 3), _GAP_COLOUR, dtype=np.uint8)
+    return np.concatenate(
+        [image.astype(np.uint8), gap, palette[truth], gap, palette[prediction]], axis=1
+    )
+
+
+def panel_columns(width: int, panel: int) -> slice:
+    """The columns of panel ``panel`` (0 image, 1 truth, 2 prediction) in a :func:`comparison`
+    of images ``width`` wide."""
+    start = panel * (width + _GAP)
+    return slice(start, start + width)
+
+
+def stack_rows(rows: Sequence[np.ndarray]) -> np.ndarray:
+    """uint8 (H_i, W_i, 3) rows -> one picture, top to bottom, left-aligned, ``_GAP`` apart;
+    narrower rows are padded on the right with the gap colour."""
+    if not rows:
+        raise ValueError("no rows to stack")
+    width = max(row.shape[1] for row in rows)
+    height = sum(row.shape[0] for row in rows) + _GAP * (len(rows) - 1)
+    grid = np.full((height, width, 3), _GAP_COLOUR, dtype=np.uint8)
+    top = 0
+    for row in rows:
+        grid[top : top + row.shape[0], : row.shape[1]] = row
+        top += row.shape[0] + _GAP
+    return grid
 
 
 def plot_confusion_matrix(

@@ -8,7 +8,15 @@ import pytest
 from PIL import Image
 
 from segnet.data.classes import VOC_CLASSES, voc_palette
-from segnet.visualize import class_label, colorize, overlay, plot_confusion_matrix
+from segnet.visualize import (
+    class_label,
+    colorize,
+    comparison,
+    overlay,
+    panel_columns,
+    plot_confusion_matrix,
+    stack_rows,
+)
 
 PALETTE = np.array(voc_palette(), dtype=np.uint8).reshape(256, 3)
 
@@ -94,3 +102,31 @@ def test_confusion_matrix_plot_shows_each_true_class_row_normalised(tmp_path, mo
     assert ax.get_title() == "val"
     with pytest.raises(ValueError, match="class names"):
         plot_confusion_matrix(confmat, VOC_CLASSES[:5], tmp_path / "bad.png")
+
+
+def test_comparison_panels_hold_the_image_and_both_label_maps_in_their_colours():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    truth = rng.integers(0, 3, (5, 7))
+    truth[0, 0] = 255
+    prediction = rng.integers(0, 3, (5, 7))
+    colours = [(10, 20, 30), (40, 50, 60), (70, 80, 90)]
+    row = comparison(image, truth, prediction, colours)
+    lookup = np.zeros((256, 3), dtype=np.uint8)
+    lookup[:3], lookup[255] = colours, (224, 224, 192)
+    np.testing.assert_array_equal(row[:, panel_columns(7, 0)], image)
+    np.testing.assert_array_equal(row[:, panel_columns(7, 1)], lookup[truth])
+    np.testing.assert_array_equal(row[:, panel_columns(7, 2)], lookup[prediction])
+    assert tuple(row[0, panel_columns(7, 1)][0]) == (224, 224, 192)  # ignore stands apart
+
+
+def test_stack_rows_keeps_each_row_whole_at_the_left():
+    first = np.zeros((2, 5, 3), dtype=np.uint8)
+    second = np.ones((3, 3, 3), dtype=np.uint8)
+    grid = stack_rows([first, second])
+    assert grid.shape[1] == 5
+    np.testing.assert_array_equal(grid[:2], first)
+    top = grid.shape[0] - 3
+    np.testing.assert_array_equal(grid[top:, :3], second)
+    with pytest.raises(ValueError):
+        stack_rows([])
