@@ -190,6 +190,36 @@ def read_mask(path: str | Path, num_classes: int, ignore_index: int = 255) -> np
     return labels.astype(np.uint8)
 
 
+def _stored_format(path: str | Path) -> str | None:
+    """The format the file's header declares (None if it cannot be opened: the reader that
+    follows says why)."""
+    try:
+        with Image.open(path) as image:
+            return image.format
+    except (OSError, ValueError):
+        return None
+
+
+def read_raw_mask(path: str | Path) -> np.ndarray:
+    """A mask file's raw values: (H, W) integers (grayscale or palette indices) or (H, W, 3)
+    uint8 colours (RGB; an alpha channel is dropped).
+
+    Raises:
+        DataError: unreadable, a JPEG (lossy: its values are smeared), or another mode.
+    """
+    if _stored_format(path) in _JPEG_FORMATS:
+        raise DataError(
+            f"{path}: a JPEG mask: JPEG's lossy compression smears label values along every "
+            "edge into values of no class; export the masks as PNG"
+        )
+    image = _open_decoded(path)
+    if image.mode in _MASK_MODES:
+        return np.asarray(image)
+    if image.mode in ("RGB", "RGBA"):
+        return np.asarray(image.convert("RGB") if image.mode == "RGBA" else image)
+    raise DataError(f"{path}: mask mode {image.mode} is neither grayscale, palette nor RGB")
+
+
 def read_sbd_mask(path: str | Path, num_classes: int, ignore_index: int = 255) -> np.ndarray:
     """Read an SBD ``cls/*.mat`` annotation (``GTcls.Segmentation``) as uint8 (H, W).
 
