@@ -10,7 +10,9 @@ import io
 import re
 import subprocess
 import sys
+import warnings
 
+import numpy as np
 import pytest
 import torch
 from helpers import (
@@ -21,18 +23,24 @@ from helpers import (
     quiet_trainer,
     tiny_training,
 )
+from PIL import Image
 
 from segnet.data.classes import VOC_CLASSES
 from segnet.data.datamodule import VOCDataModule
 from segnet.models import FCN
 from segnet.models.transfer import class_dimensions, transfer_weights
 from segnet.predict.segmenter import Segmenter
+from segnet.serve import create_app
 from segnet.tasks.config import ConfigError
 from segnet.tasks.evaluate import evaluate
 from segnet.tasks.export import export_command
 from segnet.tasks.init_from import TABLE_FILE
 from segnet.tasks.train import train
 from segnet.training.system import SegmentationSystem
+
+with warnings.catch_warnings():  # Starlette's deprecation note on httpx, at import
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
 
 OLD = ["background", "cat", "bus", "dog", "car"]
 NEW = ["background", "dog", "horse", "cat"]  # dog and cat in another order; horse is new
@@ -223,3 +231,29 @@ def test_a_fine_tuned_model_trains_evaluates_exports_and_serves(
     assert segmenter.class_names == names
     labels = segmenter.predict(torch.zeros(3, 40, 56, dtype=torch.uint8))
     assert labels.shape == (40, 56)
+    photo = io.BytesIO()
+    Image.fromarray(np.full((40, 56, 3), 90, dtype=np.uint8)).save(photo, format="PNG")
+    with TestClient(create_app(segmenter)) as api:
+        assert api.get("/v1/info").json()["classes"] == names
+        served = api.post("/v1/segment", content=photo.getvalue())
+    assert served.status_code == 200
+    expected = segmenter.predict(torch.full((3, 40, 56), 90, dtype=torch.uint8))
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(served.content))), expected)
+
+
+def test_a_restarted_fine_tuning_resumes_its_own_run_instead_of_starting_over(
+    tiny_voc_root, checkpoint, tmp_path
+):
+    """The same command for the first start and every restart (ckpt_path=last): init_from
+    applies while the run folder has no last.ckpt, then the run resumes from it."""
+    run_dir = tmp_path / "run"
+    command = [f"output_dir={run_dir}", f"init_from={checkpoint}", "ckpt_path=last"]
+    first = run_in_process(tiny_training(tiny_voc_root, *command, "trainer.max_epochs=1"))
+    assert "tensors copied" in first and "resuming" not in first
+    table = (run_dir / TABLE_FILE).read_text()
+    (run_dir / TABLE_FILE).write_text("the first start's table\n")
+    restarted = run_in_process(tiny_training(tiny_voc_root, *command, "trainer.max_epochs=2"))
+    assert "resuming from" in restarted and "at global step 2" in restarted
+    assert "tensors copied" not in restarted
+    assert (run_dir / TABLE_FILE).read_text() == "the first start's table\n" != table
+    assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 4

@@ -34,6 +34,7 @@ from helpers import (
     load_checkpoint as load,
 )
 
+from segnet.data.classes import VOC_CLASSES
 from segnet.data.datamodule import VOCDataModule
 from segnet.data.demo import generate_demo_dataset
 from segnet.tasks.config import ConfigError
@@ -253,6 +254,45 @@ def test_ddp_on_two_cpu_processes(trained, voc7, tmp_path):
         + [f"output_dir={tmp_path / 'eval'}"],
     )
     assert evaluate(cfg)["confusion_matrix"] == ddp["confmat"]
+
+
+def test_init_from_under_ddp_gives_every_rank_the_same_transferred_weights(trained, voc7, tmp_path):
+    """Each rank applies init_from itself before DDP wraps the model (recorded at setup, so
+    DDP's broadcast of rank 0's weights cannot hide a rank that skipped it); classes in
+    another order take their source slices by name."""
+    reference, _ = trained
+    source = reference / "checkpoints" / "last.ckpt"
+    names = ["background", *reversed(VOC_CLASSES[1:])]
+    ranks = tmp_path / "ranks"
+    proc = run_script(
+        *fast(
+            voc7,
+            "trainer=ddp",
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            "trainer.max_epochs=-1",
+            "trainer.max_steps=1",
+            f"++data.class_names=[{','.join(names)}]",
+            f"init_from={source}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            "+callbacks.ranks._target_=train_probes.RankRecorder",
+            f"+callbacks.ranks.out={ranks}",
+        ),
+        env=PROBES_ENV,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rank0, rank1 = (load(ranks / f"rank{r}.pt")["set_up"] for r in (0, 1))
+    old = load(source)["state_dict"]
+    for name, weights in rank0.items():
+        assert torch.equal(weights, rank1[name]), name
+        if name.startswith("model.backbone."):
+            assert torch.equal(weights, old[name]), name
+    dog_old, dog_new = VOC_CLASSES.index("dog"), names.index("dog")
+    assert dog_old != dog_new
+    for name in ("model.score32.weight", "model.score8.weight"):
+        assert torch.equal(rank0[name][dog_new], old[name][dog_old]), name
+    assert proc.stdout.count("tensors copied") == 1  # the table, printed by rank 0 only
 
 
 def test_sigterm_saves_last_checkpoint_and_exits_143(voc7, tmp_path):

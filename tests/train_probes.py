@@ -80,15 +80,18 @@ class CrashAtStep(pl.Callback):
 
 
 class RankRecorder(pl.Callback):
-    """Writes ``<out>/rank<R>.pt`` per process when fit ends: the weights it started and ended
-    with, how many checkpoint files it wrote, and whether any of its modules sync batch norm."""
+    """Writes ``<out>/rank<R>.pt`` per process when fit ends: the weights it had when fit set
+    up (before DDP's wrapper broadcasts rank 0's), started and ended with, how many checkpoint
+    files it wrote, and whether any of its modules sync batch norm."""
 
     def __init__(self, out: str) -> None:
         self.out = Path(out)
         self.saves = 0
         self.start: dict[str, torch.Tensor] = {}
+        self.set_up: dict[str, torch.Tensor] = {}
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.set_up = _parameters(pl_module)
         io = trainer.strategy.checkpoint_io
         save = io.save_checkpoint
 
@@ -104,6 +107,7 @@ class RankRecorder(pl.Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         record = {
             "world_size": trainer.world_size,
+            "set_up": self.set_up,
             "start": self.start,
             "end": _parameters(pl_module),
             "saves": self.saves,
