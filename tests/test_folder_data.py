@@ -141,6 +141,16 @@ def test_every_listing_problem_is_named_in_one_error(tmp_path):
     assert "split 'val' is empty" in text
 
 
+def test_any_split_folder_can_be_evaluated_alone(tmp_path):
+    write_pair(tmp_path / "images/test/a.png", tmp_path / "masks/test/a.png", scene(0, 16))
+    write_class_file(tmp_path / "classes.txt", NAMES)
+    module = FolderDataModule(str(tmp_path), num_workers=0)
+    images, masks = next(iter(module.eval_dataloader("test")))
+    assert masks[0].numpy().tolist() == scene(0, 16).tolist()
+    with pytest.raises(DataError, match=r"split 'val' does not exist: .* has the splits test"):
+        module.eval_dataloader("val")
+
+
 def test_missing_folders_say_what_was_expected(tmp_path):
     problems = list_folder_pairs(tmp_path).problems
     assert problems == [

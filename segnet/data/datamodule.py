@@ -144,8 +144,9 @@ class VOCDataModule(SegmentationDataModule):
     def _dataset(self, split: str, transforms: Callable) -> VOCSegmentationDataset:
         return VOCSegmentationDataset(self.root, split, self.year, self.num_classes, transforms)
 
-    def _require_data(self) -> None:
-        """DataError if root/VOCdevkit/VOC<year> is missing, saying which arguments to set."""
+    def _require_data(self, splits: Sequence[str]) -> None:
+        """DataError if root/VOCdevkit/VOC<year> is missing, saying which arguments to set (each
+        of ``splits`` is checked as its split file is read)."""
         try:
             require_voc_dir(self.root, self.year)
         except DataError as err:

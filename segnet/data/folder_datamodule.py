@@ -108,11 +108,6 @@ class FolderDataModule(SegmentationDataModule):
         """The folder holding the dataset's files (outputs must not go inside it)."""
         return self.root
 
-    @property
-    def splits(self) -> list[str]:
-        """The dataset's split names (folders, or train/val of the hash split)."""
-        return list(self.listing().splits)
-
     def listing(self) -> FolderListing:
         """The pairs of every split, listed once (no file is opened)."""
         if self._listing is None:
@@ -140,8 +135,9 @@ class FolderDataModule(SegmentationDataModule):
         return self._listing
 
     def check(self, splits: Sequence[str] | None = None) -> None:
-        """DataError listing every problem of the dataset at once, one line each, before any
-        training: the pairing (this listing) and ``splits`` (default: train and val) missing."""
+        """DataError listing every problem of the dataset at once, one line each: the pairing
+        (this listing) and any of ``splits`` (default: train and val) missing. ``setup`` runs it
+        before any training, ``eval_dataloader`` before an evaluation of another split."""
         listing = self.listing()
         problems = list(listing.problems)
         for split in splits or (self.train_split, self.val_split):
@@ -152,12 +148,10 @@ class FolderDataModule(SegmentationDataModule):
                 )
         FolderListing(listing.splits, listing.hashed, problems).raise_problems()
 
-    def _require_data(self) -> None:
-        self.check()
+    def _require_data(self, splits: Sequence[str]) -> None:
+        self.check(splits)
 
     def _dataset(self, split: str, transforms: Callable) -> SegmentationPairs:
-        if split not in (self.train_split, self.val_split):
-            self.check([split])
         pairs = self.listing().splits[split]
         return SegmentationPairs(
             [image for image, _ in pairs],

@@ -85,8 +85,8 @@ class SegmentationDataModule(pl.LightningDataModule):
     """Train/val/eval loaders over the datasets a subclass builds (plain-value arguments).
 
     Subclasses set ``_class_names`` and implement :meth:`_dataset` (any split) and
-    :meth:`_require_data` (DataError if the data is not there); :meth:`_train_dataset` may
-    build the training set another way (VOC's trainaug).
+    :meth:`_require_data` (DataError listing what is wrong with the data and the splits about
+    to be used); :meth:`_train_dataset` may build the training set another way (VOC's trainaug).
 
     Args:
         train_split, val_split: the splits trained and validated on.
@@ -132,7 +132,7 @@ class SegmentationDataModule(pl.LightningDataModule):
     def _dataset(self, split: str, transforms: Callable) -> Dataset:
         raise NotImplementedError
 
-    def _require_data(self) -> None:
+    def _require_data(self, splits: Sequence[str]) -> None:
         raise NotImplementedError
 
     def _train_dataset(self, transforms: Callable) -> Dataset:
@@ -165,8 +165,9 @@ class SegmentationDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Build the train (stage "fit") and val (stages "fit", "validate") datasets."""
-        self._require_data()
-        if stage in (None, "fit") and self.train_dataset is None:
+        fit = stage in (None, "fit")
+        self._require_data([self.train_split, self.val_split] if fit else [self.val_split])
+        if fit and self.train_dataset is None:
             self.train_dataset = self._train_dataset(
                 train_transforms(self.crop_size, self.scale_range)
             )
@@ -213,7 +214,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         if split == self.val_split and self.val_dataset is not None:
             dataset = self.val_dataset
         else:
-            self._require_data()
+            self._require_data([split])
             dataset = self._dataset(split, eval_transforms())
         return self._eval_loader(dataset, persistent=False)
 
