@@ -5,8 +5,9 @@
 
 Splits are the first-level folders of ``images/`` when that level holds folders only. When it
 holds a file, there are no split folders: every subfolder is organisation, and the val images
-are chosen by a hash (sha1) of each relative path against ``val_fraction``. The hash of an
-image never changes, so adding images never moves an old one to the other split.
+are chosen by a hash (sha1) of each relative path without its extension against
+``val_fraction``. The hash of an image never changes, so adding images never moves an old one
+to the other split.
 
 Listing only reads folder entries (``os.scandir``), so 100,000 pairs list in seconds; what is
 inside the files is checked elsewhere. Every pairing problem is collected, then raised at once.
@@ -52,7 +53,8 @@ class FolderListing:
 
 
 def in_val(relative_path: str, val_fraction: float) -> bool:
-    """Whether the hash split puts ``relative_path`` (posix, below images/) into val."""
+    """Whether the hash split puts ``relative_path`` (posix, below images/, no extension: a
+    re-encoded image keeps its split) into val."""
     digest = hashlib.sha1(relative_path.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") < val_fraction * 2**64
 
