@@ -116,6 +116,21 @@ def test_the_hash_split_is_deterministic_stable_and_near_its_fraction(tmp_path):
     )
 
 
+def test_the_hash_split_is_stated_in_the_log(tmp_path, caplog):
+    for i in range(30):
+        write_pair(tmp_path / f"images/im{i}.png", tmp_path / f"masks/im{i}.png", scene(i, 16))
+    write_class_file(tmp_path / "classes.txt", NAMES)
+    module = FolderDataModule(str(tmp_path), val_fraction=0.2, batch_size=1, num_workers=0)
+    with caplog.at_level("INFO", logger="segnet.data.folder_datamodule"):
+        module.setup("fit")
+    val = sum(in_val(f"im{i}", 0.2) for i in range(30))
+    assert len(module.val_dataset) == val and len(module.train_dataset) == 30 - val
+    assert (
+        f"{tmp_path}/images has no split folders: {30 - val} images to 'train' and {val} to "
+        "'val' by a hash of each path (data.val_fraction=0.2)"
+    ) in caplog.text
+
+
 def test_every_listing_problem_is_named_in_one_error(tmp_path):
     touch(tmp_path / "images/train/ok.jpg")
     touch(tmp_path / "masks/train/ok.png")
