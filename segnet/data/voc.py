@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
@@ -130,15 +131,24 @@ def require_files(images: list[str], masks: list[str], listed_in: str | Path) ->
         raise DataError(f"{len(missing)} files listed in {listed_in} are missing:\n  {shown}")
 
 
+MaskReader = Callable[[str], np.ndarray]
+
+
 def load_pair(
-    image_path: str | Path, mask_path: str | Path, num_classes: int
+    image_path: str | Path,
+    mask_path: str | Path,
+    num_classes: int,
+    mask_reader: MaskReader | None = None,
 ) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
     """Decode one sample: image uint8 (3, H, W) and mask uint8 (H, W), labels checked.
 
-    ``mask_path`` is a palette/grayscale PNG, or an SBD ``.mat`` annotation.
+    ``mask_path`` is a palette/grayscale PNG of labels, or an SBD ``.mat`` annotation; or
+    anything ``mask_reader(path) -> uint8 (H, W) labels`` reads (e.g. through a label map).
     """
     image = read_image(image_path)
-    if Path(mask_path).suffix == ".mat":
+    if mask_reader is not None:
+        mask = mask_reader(str(mask_path))
+    elif Path(mask_path).suffix == ".mat":
         mask = read_sbd_mask(mask_path, num_classes, IGNORE_INDEX)
     else:
         mask = read_mask(mask_path, num_classes, IGNORE_INDEX)
@@ -150,7 +160,8 @@ class SegmentationPairs(Dataset):
     """Samples from lists of image and mask files, decoded by :func:`load_pair`.
 
     Items are ``(image, mask)``: ``tv_tensors.Image`` uint8 (3, H, W) and ``tv_tensors.Mask``
-    uint8 (H, W), or whatever ``transforms(image, mask)`` makes of them.
+    uint8 (H, W), or whatever ``transforms(image, mask)`` makes of them. ``mask_reader``
+    (picklable, for loader workers) replaces the default reading of masks as labels.
     """
 
     def __init__(
@@ -159,6 +170,7 @@ class SegmentationPairs(Dataset):
         masks: list[str],
         num_classes: int,
         transforms: Callable | None = None,
+        mask_reader: MaskReader | None = None,
     ) -> None:
         if len(images) != len(masks):
             raise ValueError(f"{len(images)} images but {len(masks)} masks")
@@ -167,12 +179,19 @@ class SegmentationPairs(Dataset):
         self.ids = [Path(p).stem for p in images]
         self.num_classes = num_classes
         self.transforms = transforms
+        self.mask_reader = mask_reader
+
+    def untransformed(self) -> SegmentationPairs:
+        """The same samples as decoded, without ``transforms``."""
+        return SegmentationPairs(self.images, self.masks, self.num_classes, None, self.mask_reader)
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int):
-        image, mask = load_pair(self.images[index], self.masks[index], self.num_classes)
+        image, mask = load_pair(
+            self.images[index], self.masks[index], self.num_classes, self.mask_reader
+        )
         if self.transforms is not None:
             return self.transforms(image, mask)
         return image, mask

@@ -73,12 +73,20 @@ def invalid_configuration(problems: Sequence[str]) -> ConfigError:
     return ConfigError(f"invalid configuration (nothing was run):\n{lines}")
 
 
-def _data_num_classes(data: DictConfig) -> int:
+def _is_folder_data(data: DictConfig) -> bool:
+    """data=folder: its module checks its own folders, classes.txt and pairs."""
+    return str(data.get("_target_", "")).endswith(".FolderDataModule")
+
+
+def _data_num_classes(data: DictConfig) -> int | None:
+    """The data's class count; None where only the data module can tell (classes.txt)."""
     names = data.get("class_names")
-    return len(VOC_CLASSES) if names is None else len(names)
+    if names is not None:
+        return len(names)
+    return None if _is_folder_data(data) else len(VOC_CLASSES)
 
 
-def _model_problems(model: DictConfig, num_classes: int) -> list[str]:
+def _model_problems(model: DictConfig, num_classes: int | None) -> list[str]:
     problems = []
     if model.backbone not in BACKBONES:
         problems.append(
@@ -91,11 +99,15 @@ def _model_problems(model: DictConfig, num_classes: int) -> list[str]:
             f"{', '.join(VARIANTS)} (or the model group: model=fcn8s)"
         )
     weights = model.get("class_weights")
-    if weights is not None and not (
-        _is_sequence(weights)
-        and len(weights) == num_classes
-        and all(_is_number(w) and w >= 0 for w in weights)
-        and any(w > 0 for w in weights)
+    if (
+        weights is not None
+        and num_classes is not None
+        and not (
+            _is_sequence(weights)
+            and len(weights) == num_classes
+            and all(_is_number(w) and w >= 0 for w in weights)
+            and any(w > 0 for w in weights)
+        )
     ):
         problems.append(
             f"model.class_weights={_plain(weights)} must be {num_classes} numbers >= 0, one per "
@@ -131,7 +143,7 @@ def _data_problems(data: DictConfig) -> list[str]:
     crop, scale = data.get("crop_size"), data.get("scale_range")
     if data.get("demo"):
         largest, what = DEMO_MAX_SIDE, "demo images"
-    elif data.get("class_names") is None:
+    elif data.get("class_names") is None and not _is_folder_data(data):
         largest, what = VOC_MAX_SIDE, "VOC images"
     else:
         largest = None  # a custom dataset: its image sizes are unknown here
@@ -146,7 +158,7 @@ def _data_problems(data: DictConfig) -> list[str]:
                 f"{largest} px a side, at most {allowed} px after data.scale_range="
                 f"{_plain(scale)}, so such crops would be mostly padding; use sides <= {allowed}"
             )
-    if not data.get("demo") and not data.get("download"):
+    if not data.get("demo") and not data.get("download") and not _is_folder_data(data):
         try:
             require_voc_dir(data.root, str(data.get("year", "2012")))
         except DataError as err:
@@ -227,10 +239,11 @@ def _checkpoint_problems(cfg: DictConfig, path: Path) -> list[str]:
         for key, ours, saved in settings
         if ours != saved
     ]
-    if hparams["num_classes"] != _data_num_classes(cfg.data):
+    data_classes = _data_num_classes(cfg.data)
+    if data_classes is not None and hparams["num_classes"] != data_classes:
         problems.append(
             f"ckpt_path {path} was saved for {hparams['num_classes']} classes but the data has "
-            f"{_data_num_classes(cfg.data)} (data.class_names); resume on the run's own data"
+            f"{data_classes} (data.class_names); resume on the run's own data"
         )
     return problems
 

@@ -30,7 +30,6 @@ from tqdm import tqdm
 
 from segnet.data.images import DataError
 from segnet.data.transforms import pad_collate
-from segnet.data.voc import SegmentationPairs, voc_dir, voc_split_file
 from segnet.metrics import confusion_counts, confusion_scores
 from segnet.outputs import OutputError, check_output_dir, remove_stale_temporaries, write_together
 from segnet.predict.predictor import image_size, size_batches
@@ -54,7 +53,7 @@ def _output_dir(cfg: DictConfig) -> Path:
 
 def _check_output_dir(out: Path, datamodule) -> None:
     """The output folder is usable and not inside the dataset (whose folders it would add to)."""
-    dataset = voc_dir(datamodule.root, datamodule.year).resolve()
+    dataset = Path(datamodule.dataset_dir).resolve()
     if out.resolve().is_relative_to(dataset):
         raise OutputError(f"output_dir={str(out)!r} lies inside the dataset {dataset}")
     check_output_dir(out)
@@ -100,8 +99,7 @@ def _evaluate(cfg: DictConfig, rank: int, world: int, device: torch.device) -> d
     reference = datamodule.eval_dataloader(cfg.split)
     indices = list(reference.sampler)
     # The Segmenter takes 8-bit images as decoded (it normalises inside, as for any file).
-    split = reference.dataset
-    dataset = SegmentationPairs(split.images, split.masks, split.num_classes)
+    dataset = reference.dataset.untransformed()
     on_rank_zero(lambda: _check_output_dir(out, datamodule), rank, world, device)
 
     sizes = [image_size(dataset.images[i]) for i in indices]
@@ -125,7 +123,7 @@ def _evaluate(cfg: DictConfig, rank: int, world: int, device: torch.device) -> d
         dist.all_reduce(confmat)
     if confmat.sum() == 0:
         raise DataError(
-            f"split file {voc_split_file(datamodule.root, cfg.split, datamodule.year)}: none of "
+            f"split {cfg.split!r} of {datamodule.dataset_dir}: none of "
             f"its {len(dataset)} images has a labelled pixel "
             "(every mask pixel is 255, ignore): there is nothing to score"
         )

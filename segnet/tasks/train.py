@@ -165,7 +165,7 @@ def _check_training_set(datamodule: pl.LightningDataModule, world_size: int) -> 
     images = len(datamodule.train_dataset)
     per_process = -(-images // world_size)  # the distributed sampler pads to equal shares
     if per_process < datamodule.batch_size:
-        split = "trainaug" if datamodule.trainaug else datamodule.train_split
+        split = datamodule.train_set_name
         share = f", {per_process} per process on {world_size}" if world_size > 1 else ""
         raise invalid_configuration(
             [
