@@ -17,43 +17,27 @@ Reads COCO's own layout: ``annotations/instances_<split>.json`` and the images o
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from pycocotools import mask as coco_mask
+from tqdm import tqdm
 
 from segnet.data.class_file import CLASSES_FILE, write_class_file
 from segnet.data.classes import IGNORE_INDEX, class_colours, flat_palette
 from segnet.data.images import DataError
 from segnet.data.importers import writer
+from segnet.data.importers.summary import ImportSummary, SkippedItem
 
 ANNOTATIONS_GLOB = "instances_*.json"
 _IMAGE_KEYS = ("id", "file_name", "height", "width")
 
 
-@dataclass
-class SkippedItem:
-    """An input left out of the import, and why."""
-
-    path: Path
-    reason: str
-
-
-@dataclass
-class ImportSummary:
-    """What an import wrote: images per split, the class names (mask value order), what it
-    skipped."""
-
-    images: dict[str, int]
-    classes: list[str]
-    skipped: list[SkippedItem] = field(default_factory=list)
-
-
 def import_coco(
-    input_dir: str | Path, output_dir: str | Path, overwrite: bool = False
+    input_dir: str | Path, output_dir: str | Path, overwrite: bool = False, progress: bool = False
 ) -> ImportSummary:
-    """Convert the COCO export in ``input_dir`` into the folder layout at ``output_dir``.
+    """Convert the COCO export in ``input_dir`` into the folder layout at ``output_dir``;
+    ``progress`` draws a bar over the images on stderr.
 
     Raises:
         DataError: no ``annotations/instances_<split>.json``, an unreadable or malformed json,
@@ -71,10 +55,14 @@ def import_coco(
     palette = flat_palette(colours)
     label_of = {category["id"]: label for label, category in enumerate(categories, start=1)}
     summary = ImportSummary(images={}, classes=names)
-    with writer.atomic_output(output_dir, overwrite) as staging:
+    total = sum(len(dataset["images"]) for _, dataset in datasets.values())
+    with (
+        writer.atomic_output(output_dir, overwrite) as staging,
+        tqdm(total=total, unit="img", desc="import coco", disable=not progress) as bar,
+    ):
         for split, (path, dataset) in datasets.items():
             summary.images[split] = _import_split(
-                input_dir / split, path, dataset, label_of, staging, split, palette, summary
+                input_dir / split, path, dataset, label_of, staging, split, palette, summary, bar
             )
         write_class_file(staging / CLASSES_FILE, names, colours)
     return summary
@@ -89,6 +77,7 @@ def _import_split(
     split: str,
     palette: list[int],
     summary: ImportSummary,
+    bar: tqdm,
 ) -> int:
     annotations_of: dict[int, list[dict]] = {image["id"]: [] for image in dataset["images"]}
     for annotation in dataset.get("annotations", []):
@@ -100,6 +89,7 @@ def _import_split(
         annotations_of[annotation["image_id"]].append(annotation)
     written = 0
     for image in dataset["images"]:
+        bar.update()
         source = image_dir / image["file_name"]
         if not source.is_file():
             summary.skipped.append(SkippedItem(source, "listed in the json, file missing"))
