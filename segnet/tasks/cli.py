@@ -44,6 +44,10 @@ QUOTING_HINT = (
 )
 
 
+class ConfigError(ValueError):
+    """An invalid configuration; the message lists every problem by its config key."""
+
+
 class Terminated(BaseException):
     """SIGTERM, raised in the main thread the way Ctrl-C raises KeyboardInterrupt, so a task
     unwinds (temporary files removed, a summary printed) instead of dying mid-write."""

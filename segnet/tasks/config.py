@@ -22,6 +22,7 @@ from segnet.data.images import DataError
 from segnet.data.voc import require_voc_dir
 from segnet.models import ARCHITECTURE_KEYS, BACKBONES, VARIANTS
 from segnet.runtime.checkpoint import CheckpointError, read_checkpoint
+from segnet.tasks.cli import ConfigError
 from segnet.tasks.init_from import init_from_problems
 from segnet.tasks.run_folder import previous_run, resume_checkpoint, run_folder_state
 from segnet.training.system import OPTIMIZERS
@@ -36,10 +37,6 @@ DEMO_MAX_SIDE = 256
 
 # What Lightning restores on resume besides the weights (absent from weights-only saves).
 RESUME_KEYS = ("optimizer_states", "lr_schedulers", "loops")
-
-
-class ConfigError(ValueError):
-    """An invalid configuration; the message lists every problem by its config key."""
 
 
 def check_train_config(cfg: DictConfig) -> None:

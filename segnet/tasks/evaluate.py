@@ -33,8 +33,7 @@ from segnet.data.transforms import pad_collate
 from segnet.metrics import confusion_counts, confusion_scores
 from segnet.outputs import OutputError, check_output_dir, remove_stale_temporaries, write_together
 from segnet.predict.predictor import image_size, size_batches
-from segnet.tasks.cli import EXIT_OK
-from segnet.tasks.config import ConfigError
+from segnet.tasks.cli import EXIT_OK, ConfigError
 from segnet.tasks.configured_model import configured_segmenter
 from segnet.tasks.distributed import (
     on_rank_zero,

@@ -14,8 +14,7 @@ from omegaconf import DictConfig
 from segnet.outputs import OutputError, check_output_dir, write_bytes
 from segnet.runtime.checkpoint import load_model
 from segnet.runtime.onnx_writer import export_onnx
-from segnet.tasks.cli import EXIT_OK
-from segnet.tasks.config import ConfigError
+from segnet.tasks.cli import EXIT_OK, ConfigError
 
 
 def check_output(output: str | None, overwrite: bool) -> Path:

@@ -10,8 +10,7 @@ from omegaconf import DictConfig
 
 from segnet.data.images import DataError
 from segnet.data.importers import ImportSummary, import_coco, writer
-from segnet.tasks.cli import EXIT_OK, EXIT_PARTIAL
-from segnet.tasks.config import ConfigError
+from segnet.tasks.cli import EXIT_OK, EXIT_PARTIAL, ConfigError
 
 Importer = Callable[..., ImportSummary]
 
