@@ -19,6 +19,7 @@ import pytest
 
 from segnet.benchmarks import SECTIONS, Result, run_sections
 from segnet.benchmarks import data as data_bench
+from segnet.benchmarks import dataset_scale as scale_bench
 from segnet.benchmarks import inference as inference_bench
 from segnet.benchmarks import layers as layers_bench
 from segnet.benchmarks import model as model_bench
@@ -47,6 +48,8 @@ def tiny(monkeypatch):
     monkeypatch.setattr(data_bench, "CROP", (64, 64))
     monkeypatch.setattr(data_bench, "BATCH", 2)
     monkeypatch.setattr(data_bench, "STEP_BACKBONE", "mobilenet_v3_large")
+    monkeypatch.setattr(scale_bench, "FOLDER_PAIRS_QUICK", 50)
+    monkeypatch.setattr(scale_bench, "COCO_POLYGONS_QUICK", 30)
     monkeypatch.setattr(
         training_bench, "THROUGHPUT_CASES", {True: (("mobilenet_v3_large",), (32, 32), 2, 1, 1)}
     )

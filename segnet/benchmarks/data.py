@@ -12,10 +12,8 @@ VOC's layout, so the datamodule reads them exactly as it reads VOC):
 The loader and the step are timed separately, each with the machine to itself; on a CPU-only
 machine they share the cores during real training, so read the ratio as an upper bound there.
 
-* seconds ``data=folder`` takes to list and pair 100,000 image/mask pairs (target <= 10 s; 5,000
-  with ``--quick``): a generated tree of empty files, 90% train / 10% val in subfolders of
-  1,000, listed as the data module lists them (no file is opened, so empty files are exact;
-  just written, the folder entries are in the OS's cache, as on a second run).
+The section ends with :mod:`segnet.benchmarks.dataset_scale`'s figures (listing 100,000
+pairs, importing 100,000 COCO polygons).
 """
 
 from __future__ import annotations
@@ -29,10 +27,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from segnet.benchmarks import Result
+from segnet.benchmarks import Result, dataset_scale
 from segnet.data.classes import IGNORE_INDEX, voc_palette
 from segnet.data.datamodule import VOCDataModule
-from segnet.data.folder import list_folder_pairs
 from segnet.data.transforms import train_transforms
 from segnet.data.voc import VOCSegmentationDataset
 from segnet.models import FCN
@@ -43,9 +40,6 @@ CROP = (320, 480)
 BATCH = 8
 STEP_BACKBONE = "resnet18"  # of the FCN-8s whose training step the loader must keep up with
 TARGET_RATIO = 3.0
-FOLDER_PAIRS, FOLDER_PAIRS_QUICK = 100_000, 5_000
-FOLDER_TARGET_S = 10.0
-_PER_SUBFOLDER = 1000
 
 
 def write_voc_sized_dataset(root: Path, count: int, seed: int = 0) -> None:
@@ -141,34 +135,6 @@ def _train_step_rate(steps: int, device: torch.device) -> float:
     return steps * BATCH / (time.perf_counter() - start)
 
 
-def write_empty_folder_tree(root: Path, count: int) -> None:
-    """``count`` empty ``images/<split>/<group>/NAME.jpg`` + ``masks/.../NAME.png`` pairs."""
-    made: set[Path] = set()
-    for i in range(count):
-        split = "val" if i % 10 == 9 else "train"
-        group = f"g{i // _PER_SUBFOLDER:03d}"
-        for folder, ext in (("images", ".jpg"), ("masks", ".png")):
-            where = root / folder / split / group
-            if where not in made:
-                where.mkdir(parents=True)
-                made.add(where)
-            (where / f"im_{i:06d}{ext}").touch()
-
-
-def _folder_listing_seconds(count: int) -> float:
-    """Seconds :func:`list_folder_pairs` takes over a tree of ``count`` empty pairs."""
-    with tempfile.TemporaryDirectory(prefix="segnet-bench-folder-") as tmp:
-        root = Path(tmp)
-        write_empty_folder_tree(root, count)
-        start = time.perf_counter()
-        listing = list_folder_pairs(root)
-        seconds = time.perf_counter() - start
-    paired = sum(len(pairs) for pairs in listing.splits.values())
-    if listing.problems or paired != count:
-        raise RuntimeError(f"the benchmark's tree did not pair: {listing.problems[:3]}")
-    return seconds
-
-
 def run(quick: bool) -> list[Result]:
     count, passes, batches, steps = (16, 1, 6, 1) if quick else (64, 2, 40, 5)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -208,17 +174,5 @@ def run(quick: bool) -> list[Result]:
             "workers",
         ),
     ]
-    pairs = FOLDER_PAIRS_QUICK if quick else FOLDER_PAIRS
-    seconds = _folder_listing_seconds(pairs)
-    results.append(
-        Result(
-            SECTION,
-            f"data=folder: list and pair {pairs:,} pairs (empty files)",
-            "time",
-            seconds,
-            "s",
-            f"<= {FOLDER_TARGET_S:g} s for {FOLDER_PAIRS:,}",
-            seconds * FOLDER_PAIRS / pairs <= FOLDER_TARGET_S,
-        )
-    )
+    results += dataset_scale.run(quick)
     return results

@@ -112,8 +112,7 @@ def semantic_mask(
     instances of one category lie, 255 where categories overlap or a crowd region lies."""
     height, width = int(image["height"]), int(image["width"])
     labels = np.zeros((height, width), dtype=np.uint8)
-    overlap = np.zeros((height, width), dtype=bool)
-    crowd = np.zeros((height, width), dtype=bool)
+    ignored = np.zeros((height, width), dtype=bool)
     for annotation in annotations:
         category = annotation.get("category_id")
         if category not in label_of:
@@ -121,18 +120,24 @@ def semantic_mask(
                 f"{json_path}: annotation {annotation.get('id')} has category {category!r}, "
                 "which the json's categories do not list"
             )
-        covered = _decode(annotation, height, width, json_path)
+        # Only the instance's bounding box is touched: an object covers a small part of an
+        # image, and full-frame array operations per instance dominated the import's time.
+        box, covered = _decode(annotation, height, width, json_path)
         if annotation.get("iscrowd", 0):
-            crowd |= covered
+            ignored[box] |= covered
             continue
         label = label_of[category]
-        overlap |= covered & (labels != 0) & (labels != label)
-        labels[covered] = label
-    labels[overlap | crowd] = IGNORE_INDEX
+        region = labels[box]
+        ignored[box] |= covered & (region != 0) & (region != label)
+        region[covered] = label
+    labels[ignored] = IGNORE_INDEX
     return labels
 
 
-def _decode(annotation: dict, height: int, width: int, json_path: Path) -> np.ndarray:
+def _decode(
+    annotation: dict, height: int, width: int, json_path: Path
+) -> tuple[tuple[slice, slice], np.ndarray]:
+    """The instance's bounding box (rows, columns) and its (h, w) bool mask within that box."""
     # The three encodings COCO.annToRLE accepts: polygons, uncompressed RLE, compressed RLE.
     segmentation = annotation.get("segmentation")
     try:
@@ -142,18 +147,23 @@ def _decode(annotation: dict, height: int, width: int, json_path: Path) -> np.nd
             rle = coco_mask.frPyObjects(segmentation, height, width)
         else:
             rle = segmentation
-        covered = coco_mask.decode(rle).astype(bool)
+        decoded = coco_mask.decode(rle)
+        left, top, box_width, box_height = coco_mask.toBbox(rle)
     except (AttributeError, TypeError, ValueError, KeyError) as err:
         raise DataError(
             f"{json_path}: annotation {annotation.get('id')}: cannot decode its segmentation "
             f"({err})"
         ) from err
-    if covered.shape != (height, width):
+    if decoded.shape != (height, width):
         raise DataError(
-            f"{json_path}: annotation {annotation.get('id')}: mask {covered.shape} but the "
+            f"{json_path}: annotation {annotation.get('id')}: mask {decoded.shape} but the "
             f"image is {(height, width)}"
         )
-    return covered
+    box = (
+        slice(int(top), int(top) + int(box_height)),
+        slice(int(left), int(left) + int(box_width)),
+    )
+    return box, decoded[box].astype(bool)
 
 
 def _split_name(path: Path) -> str:
