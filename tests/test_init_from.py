@@ -130,7 +130,7 @@ def not_a_training_checkpoint(tmp_path_factory):
     "setting, message",
     [
         ("init_from={onnx}", "is an exported model (.onnx), not a training checkpoint"),
-        ("init_from={plain}", "is not a segnet training checkpoint"),
+        ("init_from={plain}", "is not a segnet checkpoint"),
         ("init_from={ckpt} model.backbone=mobilenet_v3_large", "holds a resnet18 model"),
         ("init_from={ckpt} ckpt_path={ckpt}", "choose one"),
     ],

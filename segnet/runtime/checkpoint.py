@@ -73,6 +73,36 @@ def read_checkpoint(path: Path) -> dict:
     return checkpoint
 
 
+def read_model_parts(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """``(hyper_parameters, FCN state dict without the "model." prefix)`` of a checkpoint saved
+    by scripts/train.py, read as :func:`read_checkpoint` reads it.
+
+    Raises:
+        CheckpointError: an exported ``.onnx`` given instead; what :func:`read_checkpoint`
+            raises; no ``hyper_parameters`` with :data:`~segnet.models.ARCHITECTURE_KEYS`, or
+            no ``model.`` weights.
+    """
+    if path.suffix.lower() == ".onnx":
+        raise CheckpointError(
+            f"{path} is an exported model (.onnx), not a training checkpoint; give the .ckpt "
+            "it was exported from (a run's checkpoints/best.ckpt)"
+        )
+    checkpoint = read_checkpoint(path)
+    hparams = checkpoint.get("hyper_parameters")
+    state = checkpoint.get("state_dict")
+    missing = [k for k in ARCHITECTURE_KEYS if not isinstance(hparams, dict) or k not in hparams]
+    if missing or not isinstance(state, dict):
+        what = f"hyper_parameters lack {', '.join(missing)}" if missing else "no state_dict"
+        raise CheckpointError(
+            f"checkpoint {path} is not a segnet checkpoint ({what}); expected one saved by "
+            "scripts/train.py"
+        )
+    weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+    if not weights:
+        raise CheckpointError(f"checkpoint {path} is not a segnet checkpoint (no model.* weights)")
+    return hparams, weights
+
+
 def load_model(
     ckpt_path: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[FCN, list[str], list[tuple[int, int, int]]]:
@@ -89,19 +119,7 @@ def load_model(
     """
     target = resolve_device(device)
     path = Path(ckpt_path)
-    checkpoint = read_checkpoint(path)
-    hparams = checkpoint.get("hyper_parameters")
-    state = checkpoint.get("state_dict")
-    missing = [k for k in ARCHITECTURE_KEYS if not isinstance(hparams, dict) or k not in hparams]
-    if missing or not isinstance(state, dict):
-        what = f"hyper_parameters lack {', '.join(missing)}" if missing else "no state_dict"
-        raise CheckpointError(
-            f"checkpoint {path} is not a segnet checkpoint ({what}); expected one saved by "
-            "scripts/train.py"
-        )
-    weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-    if not weights:
-        raise CheckpointError(f"checkpoint {path} is not a segnet checkpoint (no model.* weights)")
+    hparams, weights = read_model_parts(path)
     try:
         model = fcn_from_hparams(hparams)
     except ValueError as err:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from segnet.models import ARCHITECTURE_KEYS, FCN
+from segnet.models import FCN
 from segnet.models.transfer import transfer_weights
-from segnet.runtime.checkpoint import CheckpointError, read_checkpoint
+from segnet.runtime.checkpoint import CheckpointError, read_model_parts
 from segnet.tasks.run_folder import RESUME_LAST, resume_checkpoint
 
 TABLE_FILE = "init_from.txt"
@@ -53,33 +53,17 @@ def init_from_problems(cfg: DictConfig) -> list[str]:
 
 
 def read_training_checkpoint(path: Path) -> tuple[dict, dict]:
-    """``(hyper_parameters, FCN state dict without the "model." prefix)`` of a checkpoint
-    written by scripts/train.py.
+    """:func:`~segnet.runtime.checkpoint.read_model_parts`, and the class names fine-tuning
+    matches by.
 
     Raises:
-        CheckpointError: missing, an exported ``.onnx``, unreadable, or not a segnet training
-            checkpoint.
+        CheckpointError: what ``read_model_parts`` raises, or no ``class_names``.
     """
-    if path.suffix.lower() == ".onnx":
+    hparams, weights = read_model_parts(path)
+    if "class_names" not in hparams:
         raise CheckpointError(
-            f"{path} is an exported model (.onnx), not a training checkpoint; give the .ckpt "
-            "it was exported from (a run's checkpoints/best.ckpt)"
-        )
-    checkpoint = read_checkpoint(path)
-    hparams, state = checkpoint.get("hyper_parameters"), checkpoint.get("state_dict")
-    weights = (
-        {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-        if isinstance(state, dict)
-        else {}
-    )
-    if (
-        not isinstance(hparams, dict)
-        or any(key not in hparams for key in (*ARCHITECTURE_KEYS, "class_names"))
-        or not weights
-    ):
-        raise CheckpointError(
-            f"checkpoint {path} is not a segnet training checkpoint (no FCN settings, class "
-            "names or model weights); give a .ckpt saved by scripts/train.py"
+            f"checkpoint {path} names no classes (saved by an older segnet); fine-tuning "
+            "matches classes by name, so it needs a .ckpt saved by this scripts/train.py"
         )
     return hparams, weights
 
