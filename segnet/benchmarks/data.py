@@ -16,6 +16,8 @@ machine they share the cores during real training, so read the ratio as an upper
   with ``--quick``): a generated tree of empty files, 90% train / 10% val in subfolders of
   1,000, listed as the data module lists them (no file is opened, so empty files are exact;
   just written, the folder entries are in the OS's cache, as on a second run).
+* masks/s of ``data=folder``'s mask check (:mod:`segnet.data.mask_scan`) over the same
+  500x375 pairs: one thread, the thread pool, and a second scan answered by its cache.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from segnet.benchmarks import Result
 from segnet.data.classes import IGNORE_INDEX, voc_palette
 from segnet.data.datamodule import VOCDataModule
 from segnet.data.folder import list_folder_pairs
+from segnet.data.mask_scan import FactsCache, scan_pairs
 from segnet.data.transforms import train_transforms
 from segnet.data.voc import VOCSegmentationDataset
 from segnet.models import FCN
@@ -169,6 +172,30 @@ def _folder_listing_seconds(count: int) -> float:
     return seconds
 
 
+def _mask_scan_rates(root: Path, passes: int) -> tuple[float, float, float]:
+    """Masks/s of :func:`scan_pairs` over the VOC tree's pairs: one thread, the pool (files
+    just written: in the OS's cache), and again from a filled cache (best of ``passes``)."""
+    voc = root / "VOCdevkit" / "VOC2012"
+    pairs = [
+        (str(image), str(voc / "SegmentationClass" / f"{image.stem}.png"))
+        for image in sorted((voc / "JPEGImages").glob("*.jpg"))
+    ]
+    rates = []
+    for threads in (1, None):
+        best = math.inf
+        for _ in range(passes):
+            start = time.perf_counter()
+            scan_pairs(pairs, None, threads)
+            best = min(best, time.perf_counter() - start)
+        rates.append(len(pairs) / best)
+    cache = FactsCache(voc, root / "cache")
+    scan_pairs(pairs, cache)
+    start = time.perf_counter()
+    scan_pairs(pairs, cache)
+    rates.append(len(pairs) / (time.perf_counter() - start))
+    return rates[0], rates[1], rates[2]
+
+
 def run(quick: bool) -> list[Result]:
     count, passes, batches, steps = (16, 1, 6, 1) if quick else (64, 2, 40, 5)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -183,6 +210,7 @@ def run(quick: bool) -> list[Result]:
         for case, rate in (("decode", decode_rate), ("decode + train augment 320x480", per_worker)):
             results.append(Result(SECTION, f"{case}, 500x375 JPEG", "per worker", rate, "img/s"))
         loader = _loader_rate(root, batches)
+        scan_rates = _mask_scan_rates(root, passes)
     step = _train_step_rate(steps, device)
     ratio = loader * BATCH / step
     target = f">= {TARGET_RATIO:g}x train step"
@@ -208,6 +236,18 @@ def run(quick: bool) -> list[Result]:
             "workers",
         ),
     ]
+    for case, rate in zip(
+        ("1 thread", "thread pool", "second run, cached"), scan_rates, strict=True
+    ):
+        results.append(
+            Result(
+                SECTION,
+                f"data=folder mask check, 500x375 PNG, {case}",
+                "throughput",
+                rate,
+                "masks/s",
+            )
+        )
     pairs = FOLDER_PAIRS_QUICK if quick else FOLDER_PAIRS
     seconds = _folder_listing_seconds(pairs)
     results.append(
