@@ -270,3 +270,18 @@ def test_data_voc_checks_as_the_root_shortcut_does(broken_root, capsys):
     cfg = compose_config("check_data", ["data=voc", f"data.root={broken_root}"])
     assert guarded(check_command, cfg) == 1
     assert capsys.readouterr().out.startswith("8 problems found\n")
+
+
+def test_voc_preview_draws_the_palette_over_the_images(tmp_path, capsys):
+    _make_tree(tmp_path / "voc", {"train": ["a", "b"], "val": ["c"]})
+    cfg = {"root": str(tmp_path / "voc"), "year": "2012", "splits": None, "num_classes": 21}
+    cfg |= {"class_names": None, "output_dir": str(tmp_path / "out"), "preview_per_split": 1}
+    assert guarded(check_command, OmegaConf.create(cfg)) == 0
+    preview = tmp_path / "out" / "preview.png"
+    assert f"{preview}: 2 images with their masks" in capsys.readouterr().out  # a, c
+    pixels = np.asarray(Image.open(preview).convert("RGB")).astype(int)
+    # Row 1, a pixel of the person (label 15, VOC's (192, 128, 128)) over the JPEG's green:
+    # half of each, within the JPEG's error.
+    person = 0.5 * np.array([90, 120, 30]) + 0.5 * np.array(voc_palette()[45:48])
+    assert np.abs(pixels[5, 20] - person).max() <= 3
+    assert np.abs(pixels[15, 20] - 0.5 * np.array([90, 120, 30])).max() <= 3
