@@ -24,6 +24,13 @@ from segnet.training.system import SegmentationSystem  # noqa: E402
 torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """The mask scans of data=folder are cached under $SEGNET_CACHE: a fresh folder per test
+    session (and the processes it starts), never the user's ~/.cache."""
+    os.environ["SEGNET_CACHE"] = str(tmp_path_factory.mktemp("segnet_cache"))
+
+
 @pytest.fixture(autouse=True)
 def default_ctrl_c():
     """Each test starts with Python's own SIGINT handler. Code run in process (Lightning's

@@ -168,3 +168,120 @@ def test_command_without_a_dataset_says_why_in_one_line(tmp_path, capsys, make):
     captured = capsys.readouterr()
     assert captured.out == ""  # no empty report: nothing was scanned
     assert captured.err.startswith(f"error: {expected}; ") and captured.err.count("\n") == 1
+
+
+# --- data=folder ---------------------------------------------------------------------------
+
+BUILDING = (255, 0, 0)
+
+
+def _folder_dataset(root: Path, foreground: int) -> Path:
+    """train: 3 pairs, val: 1; a 30x20 image of one colour, its mask a 15x10 box of
+    ``foreground`` on background (classes.txt: background #000000, building #ff0000)."""
+    for split, count in (("train", 3), ("val", 1)):
+        for i in range(count):
+            (root / f"images/{split}").mkdir(parents=True, exist_ok=True)
+            (root / f"masks/{split}").mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (W, H), (90, 120, 30)).save(root / f"images/{split}/im{i}.png")
+            labels = np.zeros((H, W), np.uint8)
+            labels[5:15, 5:20] = foreground
+            Image.fromarray(labels).save(root / f"masks/{split}/im{i}.png")
+    (root / "classes.txt").write_text("background #000000\nbuilding #ff0000\n")
+    return root
+
+
+def _check_folder(tmp_path: Path, capsys, *overrides: str) -> tuple[int, str]:
+    from helpers import compose_config
+
+    cfg = compose_config("check_data", ["data=folder", *overrides])
+    status = guarded(check_command, cfg)
+    return status, capsys.readouterr().out
+
+
+def test_folder_binary_trap_is_listed_exit_1_and_the_fix_passes_exit_0(tmp_path, capsys):
+    root = _folder_dataset(tmp_path / "data", foreground=255)
+    status, out = _check_folder(tmp_path, capsys, f"data.root={root}")
+    assert status == 1 and out.startswith("2 problems found\n")
+    assert (
+        "  split 'train': class 1 'building' never occurs, while 255 (ignore) covers 100.0% of "
+        "the non-zero pixels: binary masks stored 0/255, whose 255 is the foreground and would "
+        'be ignored; set "data.label_map={255:1}"'
+    ) in out
+    assert re.search(r"\ntrain +3 +1\nval +1 +1\n", out)
+    assert "split 'train': rare classes (< 0.5% of its labelled pixels): building absent" in out
+    assert "set output_dir=DIR to draw preview.png" in out and not list(tmp_path.glob("*.png"))
+    status, out = _check_folder(tmp_path, capsys, f"data.root={root}", "data.label_map={255:1}")
+    assert status == 0 and out.startswith("0 problems found\n")
+    assert re.search(r"\n +1  building +450 \( 25\.0%\) +150 \( 25\.0%\)\n", out)
+    assert re.search(r"\n +1  building +25\.00% +25\.00%\n", out)
+    assert "split 'val': no rare class (each >= 0.5%)" in out
+
+
+def test_folder_rare_classes_are_named_with_their_share(tmp_path, capsys):
+    root = _folder_dataset(tmp_path / "data", foreground=1)
+    mask = np.zeros((H, W), np.uint8)
+    mask[0, 0] = 1  # 1 of 600 labelled pixels: 0.17%
+    Image.fromarray(mask).save(root / "masks/val/im0.png")
+    status, out = _check_folder(tmp_path, capsys, f"data.root={root}", "splits=[val]")
+    assert status == 0
+    assert "split 'val': rare classes (< 0.5% of its labelled pixels): building 0.17%" in out
+
+
+def test_folder_preview_draws_the_masks_in_the_datasets_colours(tmp_path, capsys):
+    root = _folder_dataset(tmp_path / "data", foreground=1)
+    status, out = _check_folder(
+        tmp_path, capsys, f"data.root={root}", f"output_dir={tmp_path / 'out'}"
+    )
+    preview = tmp_path / "out" / "preview.png"
+    assert status == 0 and f"{preview}: 4 images with their masks" in out  # 3 train, 1 val
+    pixels = np.asarray(Image.open(preview).convert("RGB")).astype(int)
+    image = np.array([90, 120, 30])
+    first_row = pixels[:H, :W]
+    box = np.zeros((H, W), bool)
+    box[5:15, 5:20] = True
+    assert (first_row[box] == np.rint(0.5 * image + 0.5 * np.array(BUILDING))).all()
+    assert (first_row[~box] == np.rint(0.5 * image)).all()  # background is black
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["preview.png"]
+
+
+def test_folder_script_and_a_command_without_a_dataset(tmp_path):
+    root = _folder_dataset(tmp_path / "data", foreground=255)
+    script = [sys.executable, str(REPO / "scripts/check_data.py")]
+    result = subprocess.run(
+        [*script, "data=folder", f"data.root={root}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    assert '"data.label_map={255:1}"' in result.stdout
+    nothing = subprocess.run(script, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert nothing.returncode == EXIT_USAGE and nothing.stderr == (
+        "error: no dataset: give root=DIR (the folder holding VOCdevkit/) or data=folder "
+        "data.root=DIR\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_data_voc_checks_as_the_root_shortcut_does(broken_root, capsys):
+    from helpers import compose_config
+
+    cfg = compose_config("check_data", ["data=voc", f"data.root={broken_root}"])
+    assert guarded(check_command, cfg) == 1
+    assert capsys.readouterr().out.startswith("8 problems found\n")
+
+
+def test_voc_preview_draws_the_palette_over_the_images(tmp_path, capsys):
+    _make_tree(tmp_path / "voc", {"train": ["a", "b"], "val": ["c"]})
+    cfg = {"root": str(tmp_path / "voc"), "year": "2012", "splits": None, "num_classes": 21}
+    cfg |= {"class_names": None, "output_dir": str(tmp_path / "out"), "preview_per_split": 1}
+    assert guarded(check_command, OmegaConf.create(cfg)) == 0
+    preview = tmp_path / "out" / "preview.png"
+    assert f"{preview}: 2 images with their masks" in capsys.readouterr().out  # a, c
+    pixels = np.asarray(Image.open(preview).convert("RGB")).astype(int)
+    # Row 1, a pixel of the person (label 15, VOC's (192, 128, 128)) over the JPEG's green:
+    # half of each, within the JPEG's error.
+    person = 0.5 * np.array([90, 120, 30]) + 0.5 * np.array(voc_palette()[45:48])
+    assert np.abs(pixels[5, 20] - person).max() <= 3
+    assert np.abs(pixels[15, 20] - 0.5 * np.array([90, 120, 30])).max() <= 3

@@ -7,7 +7,9 @@ VOC's layout, so the datamodule reads them exactly as it reads VOC):
   the training augmentation at a 320x480 crop;
 * batches/s and images/s that ``VOCDataModule`` delivers with 2 workers, batch 8;
 * images/s an FCN-8s/resnet18 training step (forward + backward + SGD, batch 8, 320x480)
-  consumes on the same machine, and the ratio loader / step (target >= 3: never input-bound).
+  consumes on the same machine, and the ratio loader / step (target >= 3: never input-bound);
+* masks/s of ``data=folder``'s mask check (:mod:`segnet.data.mask_scan`) over the same
+  500x375 pairs: one thread, the thread pool, and a second scan answered by its cache.
 
 The loader and the step are timed separately, each with the machine to itself; on a CPU-only
 machine they share the cores during real training, so read the ratio as an upper bound there.
@@ -30,6 +32,7 @@ from PIL import Image, ImageDraw
 from segnet.benchmarks import Result, dataset_scale
 from segnet.data.classes import IGNORE_INDEX, voc_palette
 from segnet.data.datamodule import VOCDataModule
+from segnet.data.mask_scan import FactsCache, scan_pairs
 from segnet.data.transforms import train_transforms
 from segnet.data.voc import VOCSegmentationDataset
 from segnet.models import FCN
@@ -135,6 +138,30 @@ def _train_step_rate(steps: int, device: torch.device) -> float:
     return steps * BATCH / (time.perf_counter() - start)
 
 
+def _mask_scan_rates(root: Path, passes: int) -> tuple[float, float, float]:
+    """Masks/s of :func:`scan_pairs` over the VOC tree's pairs: one thread, the pool (files
+    just written: in the OS's cache), and again from a filled cache (best of ``passes``)."""
+    voc = root / "VOCdevkit" / "VOC2012"
+    pairs = [
+        (str(image), str(voc / "SegmentationClass" / f"{image.stem}.png"))
+        for image in sorted((voc / "JPEGImages").glob("*.jpg"))
+    ]
+    rates = []
+    for threads in (1, None):
+        best = math.inf
+        for _ in range(passes):
+            start = time.perf_counter()
+            scan_pairs(pairs, None, threads)
+            best = min(best, time.perf_counter() - start)
+        rates.append(len(pairs) / best)
+    cache = FactsCache(voc, root / "cache")
+    scan_pairs(pairs, cache)
+    start = time.perf_counter()
+    scan_pairs(pairs, cache)
+    rates.append(len(pairs) / (time.perf_counter() - start))
+    return rates[0], rates[1], rates[2]
+
+
 def run(quick: bool) -> list[Result]:
     count, passes, batches, steps = (16, 1, 6, 1) if quick else (64, 2, 40, 5)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -149,6 +176,7 @@ def run(quick: bool) -> list[Result]:
         for case, rate in (("decode", decode_rate), ("decode + train augment 320x480", per_worker)):
             results.append(Result(SECTION, f"{case}, 500x375 JPEG", "per worker", rate, "img/s"))
         loader = _loader_rate(root, batches)
+        scan_rates = _mask_scan_rates(root, passes)
     step = _train_step_rate(steps, device)
     ratio = loader * BATCH / step
     target = f">= {TARGET_RATIO:g}x train step"
@@ -174,5 +202,17 @@ def run(quick: bool) -> list[Result]:
             "workers",
         ),
     ]
+    for case, rate in zip(
+        ("1 thread", "thread pool", "second run, cached"), scan_rates, strict=True
+    ):
+        results.append(
+            Result(
+                SECTION,
+                f"data=folder mask check, 500x375 PNG, {case}",
+                "throughput",
+                rate,
+                "masks/s",
+            )
+        )
     results += dataset_scale.run(quick)
     return results

@@ -140,3 +140,38 @@ def format_report(report: CheckReport, class_names: Sequence[str]) -> str:
             cells += f"{count:>13} ({100 * count / total:5.1f}%)"
         lines.append(f"{label:>5}  {name:<16}{cells}")
     return "\n".join(lines)
+
+
+RARE_SHARE = 0.005
+"""A class below this share of a split's labelled pixels (255 excluded) is named as rare."""
+
+
+def format_frequencies(report: CheckReport, class_names: Sequence[str]) -> str:
+    """Each class's share of each split's labelled pixels (255 left out), and per split the
+    classes below :data:`RARE_SHARE` named (with their share, or "absent")."""
+    header = f"{'label':>5}  {'class':<16}" + "".join(f"{s.name:>14}" for s in report.splits)
+    lines = ["", "share of labelled pixels (255, ignore, left out)", header]
+    labelled = [max(int(s.histogram[: len(class_names)].sum()), 1) for s in report.splits]
+    for label, name in enumerate(class_names):
+        cells = "".join(
+            f"{100 * int(s.histogram[label]) / total:>13.2f}%"
+            for s, total in zip(report.splits, labelled, strict=True)
+        )
+        lines.append(f"{label:>5}  {name:<16}{cells}")
+    lines.append("")
+    for split, total in zip(report.splits, labelled, strict=True):
+        if not split.histogram[: len(class_names)].any():
+            lines.append(f"split {split.name!r}: no labelled pixel counted")
+            continue
+        rare = [
+            f"{name} " + (f"{100 * count / total:.2f}%" if count else "absent")
+            for name, count in zip(class_names, split.histogram.tolist(), strict=False)
+            if count < RARE_SHARE * total
+        ]
+        lines.append(
+            f"split {split.name!r}: rare classes (< {100 * RARE_SHARE:g}% of its labelled "
+            f"pixels): {', '.join(rare)}"
+            if rare
+            else f"split {split.name!r}: no rare class (each >= {100 * RARE_SHARE:g}%)"
+        )
+    return "\n".join(lines)

@@ -85,7 +85,8 @@ def _first_level(top: Path) -> tuple[list[str], bool]:
     return sorted(folders), has_files
 
 
-def _shown(names: list[str]) -> str:
+def shown_names(names: list[str]) -> str:
+    """The first few of ``names``, sorted, and how many more there are."""
     more = f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else ""
     return ", ".join(sorted(names)[:_SHOWN]) + more
 
@@ -122,33 +123,35 @@ def _images(top: Path, problems: list[str]) -> tuple[dict[str, str], set[str]]:
     return images, ambiguous
 
 
-def _masks(top: Path, mask_suffix: str, problems: list[str]) -> dict[str, str]:
-    """Key (relative folder + image stem) -> mask path; non-PNG masks are problems."""
-    masks, lossy, other = {}, [], []
+def _masks(top: Path, mask_suffix: str, problems: list[str]) -> tuple[dict[str, str], set[str]]:
+    """Key (relative folder + image stem) -> mask path, and the keys of JPEG masks (problems,
+    like every other non-PNG mask)."""
+    masks, lossy, lossy_keys, other = {}, [], set(), []
     for relative, name in _walk(str(top)):
         stem, ext = os.path.splitext(name)
         ext = ext.lower()
+        key = relative + (stem[: len(stem) - len(mask_suffix)] if mask_suffix else stem)
         if ext == MASK_EXTENSION:
-            key = relative + (stem[: len(stem) - len(mask_suffix)] if mask_suffix else stem)
             # A name without the suffix pairs with no image: it is reported as unpaired.
             masks[key if stem.endswith(mask_suffix) else relative + name] = str(
                 top / relative / name
             )
         elif ext in (".jpg", ".jpeg"):
             lossy.append(relative + name)
+            lossy_keys.add(key)
         elif ext in IMAGE_EXTENSIONS:
             other.append(relative + name)
     if lossy:
         problems.append(
-            f"{top}: {len(lossy)} masks are JPEG ({_shown(lossy)}): JPEG is lossy and smears "
+            f"{top}: {len(lossy)} masks are JPEG ({shown_names(lossy)}): JPEG is lossy and smears "
             "mask values along every edge into values of no class; save the masks as PNG"
         )
     if other:
         problems.append(
-            f"{top}: {len(other)} masks are not PNG ({_shown(other)}); save masks as "
+            f"{top}: {len(other)} masks are not PNG ({shown_names(other)}); save masks as "
             "single-channel PNG (L or P) or RGB PNG"
         )
-    return masks
+    return masks, lossy_keys
 
 
 def _pair(
@@ -162,18 +165,28 @@ def _pair(
             f"NAME{mask_suffix}.png for each NAME.jpg, in the same subfolders"
         )
         return []
-    masks = _masks(masks_top, mask_suffix, problems)
-    lonely_images = [images[k] for k in images.keys() - masks.keys()]
+    masks, lossy_keys = _masks(masks_top, mask_suffix, problems)
+    lonely_keys = images.keys() - masks.keys()
+    lonely_images = [images[k] for k in lonely_keys]
     lonely_masks = [masks[k] for k in masks.keys() - images.keys() - ambiguous]
     if lonely_images:
+        # JPEG masks are never paired: say which images have one, so "no mask" is not a riddle.
+        jpeg_only = [os.path.relpath(images[k], images_top) for k in lonely_keys & lossy_keys]
+        jpeg = (
+            f"; {len(jpeg_only)} of them have only a JPEG mask NAME{mask_suffix}.jpg, which is "
+            f"refused (lossy; save it as PNG): {shown_names(jpeg_only)}"
+            if jpeg_only
+            else ""
+        )
         problems.append(
             f"{len(lonely_images)} images in {images_top} have no mask NAME{mask_suffix}.png in "
-            f"{masks_top}: {_shown([os.path.relpath(p, images_top) for p in lonely_images])}"
+            f"{masks_top}: {shown_names([os.path.relpath(p, images_top) for p in lonely_images])}"
+            + jpeg
         )
     if lonely_masks:
         problems.append(
             f"{len(lonely_masks)} masks in {masks_top} have no image in {images_top}: "
-            f"{_shown([os.path.relpath(p, masks_top) for p in lonely_masks])}"
+            f"{shown_names([os.path.relpath(p, masks_top) for p in lonely_masks])}"
         )
     return [(k, images[k], masks[k]) for k in sorted(images.keys() & masks.keys())]
 

@@ -15,11 +15,14 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from segnet.data.check import CheckReport
 from segnet.data.class_file import CLASSES_FILE, read_class_file
 from segnet.data.classes import class_colours
 from segnet.data.folder import FolderListing, list_folder_pairs
+from segnet.data.folder_check import check_folder
 from segnet.data.images import DataError
 from segnet.data.label_map import LabelMap, read_label_mask
+from segnet.data.mask_scan import FactsCache
 from segnet.data.segmentation_datamodule import SegmentationDataModule, checked_class_names
 from segnet.data.voc import SegmentationPairs
 
@@ -96,6 +99,7 @@ class FolderDataModule(SegmentationDataModule):
         self._colours = colours
         self.label_map = LabelMap.from_config(_plain_mapping(label_map), self.num_classes, colours)
         self._listing: FolderListing | None = None
+        self._checked: set[str] = set()  # splits whose masks passed check()
 
     @property
     def class_colours(self) -> list[list[int]]:
@@ -136,17 +140,36 @@ class FolderDataModule(SegmentationDataModule):
 
     def check(self, splits: Sequence[str] | None = None) -> None:
         """DataError listing every problem of the dataset at once, one line each: the pairing
-        (this listing) and any of ``splits`` (default: train and val) missing. ``setup`` runs it
-        before any training, ``eval_dataloader`` before an evaluation of another split."""
+        (this listing) and any of ``splits`` (default: train and val) missing; once they pair,
+        what the masks of ``splits`` hold (:mod:`segnet.data.folder_check`: sizes, values,
+        colours, 0/255 binary masks). ``setup`` runs it before any training,
+        ``eval_dataloader`` before an evaluation of another split."""
         listing = self.listing()
         problems = list(listing.problems)
-        for split in splits or (self.train_split, self.val_split):
+        splits = list(splits or (self.train_split, self.val_split))
+        for split in splits:
             if split not in listing.splits and listing.splits:
                 problems.append(
                     f"split {split!r} does not exist: {Path(self.root) / self.images_dir} has "
                     f"the splits {', '.join(listing.splits)}"
                 )
+        if not problems:
+            unchecked = [s for s in splits if s not in self._checked]
+            problems = self.check_report(unchecked).problems
+            self._checked.update(unchecked)
         FolderListing(listing.splits, listing.hashed, problems).raise_problems()
+
+    def check_report(self, splits: Sequence[str]) -> CheckReport:
+        """What the masks of ``splits`` hold, judged (problems, label histograms); the
+        pairing problems are its ``dataset_problems``."""
+        return check_folder(
+            self.root,
+            self.listing(),
+            splits,
+            self.label_map,
+            self.class_names,
+            FactsCache(Path(self.root) / self.masks_dir),
+        )
 
     def _require_data(self, splits: Sequence[str]) -> None:
         self.check(splits)

@@ -113,27 +113,36 @@ class LabelMap:
                     "its mask colour in classes.txt ('NAME #rrggbb'), or map the colours with "
                     "data.label_map={'#rrggbb': CLASS_INDEX, ...}"
                 )
-            keys = (raw[..., 0].astype(np.uint32) << 16) | (raw[..., 1].astype(np.uint32) << 8)
-            keys |= raw[..., 2]
-            table = {(r << 16) | (g << 8) | b: label for (r, g, b), label in self.colours.items()}
-            name = "colours"
+            keys, name = pack_colours(raw), "colours"
         else:
             keys, name = raw, "values"
-            table = {v: v for v in range(self.num_classes)} | {IGNORE_INDEX: IGNORE_INDEX}
-            table |= self.values
         unique, inverse = np.unique(keys, return_inverse=True)
-        labels = np.array([table.get(int(k), -1) for k in unique], dtype=np.int16)
+        labels = self.labels_of(unique, colours=raw.ndim == 3)
         if (labels < 0).any():
             bad = unique[labels < 0]
             counts = np.bincount(inverse.ravel(), minlength=len(unique))[labels < 0]
             raise DataError(f"{path}: {self.describe_unknown(bad, counts, name)}")
         return labels[inverse].reshape(keys.shape).astype(np.uint8)
 
-    def describe_unknown(self, keys: np.ndarray, counts: np.ndarray, name: str) -> str:
-        """One phrase: which raw values (or packed colours) are unknown, in how many pixels."""
+    def labels_of(self, keys: np.ndarray, colours: bool) -> np.ndarray:
+        """int16 (N,) labels of N raw values (or :func:`pack_colours` keys): -1 where unknown."""
+        if colours:
+            table = {(r << 16) | (g << 8) | b: label for (r, g, b), label in self.colours.items()}
+        else:
+            table = {v: v for v in range(self.num_classes)} | {IGNORE_INDEX: IGNORE_INDEX}
+            table |= self.values
+        return np.array([table.get(int(k), -1) for k in np.ravel(keys)], dtype=np.int16)
+
+    def describe_unknown(
+        self, keys: np.ndarray, counts: np.ndarray, name: str, files: np.ndarray | None = None
+    ) -> str:
+        """One phrase: which raw values (or packed colours) are unknown, in how many pixels
+        (and, given ``files``, in how many files)."""
         shown = [
-            f"{_format_key(int(k), name)} ({int(n)} px)"
-            for k, n in zip(keys[:_SHOWN], counts[:_SHOWN], strict=True)
+            f"{format_key(int(k), name)} ({int(n)} px"
+            + ("" if files is None else f" in {_files(int(files[i]))}")
+            + ")"
+            for i, (k, n) in enumerate(zip(keys[:_SHOWN], counts[:_SHOWN], strict=True))
         ]
         more = f" and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
         known = (
@@ -145,7 +154,18 @@ class LabelMap:
         return f"mask {name} {', '.join(shown)}{more} are not among {known}"
 
 
-def _format_key(key: int, name: str) -> str:
+def _files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
+
+
+def pack_colours(rgb: np.ndarray) -> np.ndarray:
+    """uint8 (..., 3) colours -> uint32 (...) keys ``r << 16 | g << 8 | b``."""
+    keys = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8)
+    return keys | rgb[..., 2]
+
+
+def format_key(key: int, name: str) -> str:
+    """A raw value as itself; a packed colour (``name`` "colours") as ``#rrggbb``."""
     if name == "values":
         return str(key)
     return format_colour(((key >> 16) & 255, (key >> 8) & 255, key & 255))
