@@ -305,7 +305,7 @@ def test_the_import_is_a_data_folder_dataset(split_export: Path, tmp_path: Path)
 
 @pytest.fixture
 def flat_export(tmp_path: Path) -> Path:
-    """No labels.txt, no subfolder: kitchen (imagePath) and garden (imageData PNG only)."""
+    """No labels.txt, no subfolder: kitchen (imagePath) and garden (imageData PNG)."""
     root = tmp_path / "labelme"
     kitchen = [
         shape("zebra", [[0, 0], [3, 3]], "rectangle"),
@@ -318,6 +318,8 @@ def flat_export(tmp_path: Path) -> Path:
         shape("_background_", [[2, 2], [4, 4]], "rectangle"),
     ]
     write_label_file(root / "garden.json", garden, (8, 10), "garden.png", GARDEN_PNG, True)
+    # A different file at imagePath: labelme shows the embedded image, so the import takes it.
+    (root / "garden.png").write_bytes(image_bytes((8, 11), "PNG"))
     return root
 
 
