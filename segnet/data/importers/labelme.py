@@ -20,20 +20,15 @@ Reads a folder of labelme's json files (any labelme version's format: ``shapes``
 
 from __future__ import annotations
 
-import base64
-import binascii
-import io
-import json
-from pathlib import Path, PureWindowsPath
+from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from segnet.data.class_file import CLASSES_FILE, write_class_file
 from segnet.data.classes import IGNORE_INDEX, class_colours, flat_palette
-from segnet.data.folder import IMAGE_EXTENSIONS
-from segnet.data.images import DataError, decode_image, read_image
+from segnet.data.images import DataError
 from segnet.data.importers import writer
+from segnet.data.importers.labelme_file import SkippedFile, check_size, image_of, read_label_file
 from segnet.data.importers.labelme_shapes import ShapeError, paint, parse_shapes
 from segnet.data.importers.summary import ImportSummary, SkippedItem
 
@@ -41,20 +36,6 @@ LABELS_FILE = "labels.txt"
 IGNORE_LABEL = "__ignore__"
 BACKGROUND_LABEL = "_background_"
 NO_SPLIT = "(no split folders)"
-# Pillow's name of an embedded image's format -> the suffix its file gets.
-_SUFFIX_OF_FORMAT = {
-    "JPEG": ".jpg",
-    "MPO": ".jpg",
-    "PNG": ".png",
-    "BMP": ".bmp",
-    "TIFF": ".tif",
-    "WEBP": ".webp",
-}
-_READABLE = " ".join(sorted(IMAGE_EXTENSIONS))
-
-
-class _Skipped(Exception):
-    """This json is left out; the message is the reason."""
 
 
 def import_labelme(
@@ -92,7 +73,7 @@ def import_labelme(
             summary.images.setdefault(split, 0)
             try:
                 _import_file(json_path, relative, value_of, staging, palette)
-            except _Skipped as skipped:
+            except SkippedFile as skipped:
                 summary.skipped.append(SkippedItem(json_path, str(skipped)))
                 continue
             summary.images[split] += 1
@@ -148,8 +129,8 @@ def _labels_seen(input_dir: Path, json_paths: list[Path], progress: bool) -> lis
     seen: set[str] = set()
     for path in tqdm(json_paths, unit="file", desc="labelme labels", disable=not progress):
         try:
-            seen |= {shape.label for shape in parse_shapes(_read_json(path).get("shapes"))}
-        except (_Skipped, ShapeError):
+            seen |= {shape.label for shape in parse_shapes(read_label_file(path).get("shapes"))}
+        except (SkippedFile, ShapeError):
             continue  # skipped, with its reason, when the files are imported
     names = ["background", *sorted(seen - {IGNORE_LABEL, BACKGROUND_LABEL, "background"})]
     if len(names) < 2:
@@ -181,24 +162,24 @@ def _write_classes(path: Path, names: list[str], colours: list) -> None:
 def _import_file(
     json_path: Path, relative: Path, value_of: dict[str, int], staging: Path, palette: list[int]
 ) -> None:
-    """Write the image and mask of one json, or raise _Skipped saying why not."""
-    annotation = _read_json(json_path)
+    """Write the image and mask of one json, or raise SkippedFile saying why not."""
+    annotation = read_label_file(json_path)
     try:
         shapes = parse_shapes(annotation.get("shapes"))
     except ShapeError as err:
-        raise _Skipped(str(err)) from err
+        raise SkippedFile(str(err)) from err
     unknown = sorted({shape.label for shape in shapes} - value_of.keys())
     if unknown:
-        raise _Skipped(f"label {', '.join(map(repr, unknown))} is not in {LABELS_FILE}")
+        raise SkippedFile(f"label {', '.join(map(repr, unknown))} is not in {LABELS_FILE}")
     mask_path = staging / writer.MASKS_DIR / relative.with_suffix(".png")
     if mask_path.exists():
-        raise _Skipped(f"a second json named {relative.stem}")
-    source, suffix, (width, height) = _image(json_path, annotation)
-    _check_size(annotation, width, height)
+        raise SkippedFile(f"a second json named {relative.stem}")
+    source, suffix, (width, height) = image_of(json_path, annotation)
+    check_size(annotation, width, height)
     try:
         mask = paint(shapes, value_of, height, width)
     except ShapeError as err:
-        raise _Skipped(str(err)) from err
+        raise SkippedFile(str(err)) from err
     image_path = staging / writer.IMAGES_DIR / relative.with_suffix(suffix)
     if isinstance(source, Path):
         writer.place_image(source, image_path)
@@ -206,56 +187,3 @@ def _import_file(
         image_path.parent.mkdir(parents=True, exist_ok=True)
         image_path.write_bytes(source)
     writer.write_mask(mask_path, mask, palette)
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        annotation = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise _Skipped(f"cannot read the json ({err})") from err
-    if not isinstance(annotation, dict) or "shapes" not in annotation:
-        raise _Skipped("not a labelme json (no 'shapes')")
-    return annotation
-
-
-def _image(json_path: Path, annotation: dict) -> tuple[Path | bytes, str, tuple[int, int]]:
-    """(the image file, or the embedded file's bytes; its suffix; (width, height) as segnet
-    reads it, EXIF orientation applied)."""
-    if annotation.get("imageData"):
-        try:
-            data = base64.b64decode(annotation["imageData"])
-            with Image.open(io.BytesIO(data)) as header:
-                stored = header.format
-        except (TypeError, ValueError, binascii.Error, UnidentifiedImageError) as err:
-            raise _Skipped(f"imageData is not a base64 image file ({err})") from err
-        if stored not in _SUFFIX_OF_FORMAT:
-            raise _Skipped(f"imageData holds a {stored} image; data=folder reads {_READABLE}")
-        try:
-            return data, _SUFFIX_OF_FORMAT[stored], decode_image(data, "imageData").size
-        except DataError as err:
-            raise _Skipped(str(err)) from err
-    image_path = annotation.get("imagePath")
-    if not isinstance(image_path, str) or not image_path:
-        raise _Skipped("neither imageData nor imagePath")
-    source = json_path.parent / PureWindowsPath(image_path).as_posix()
-    if not source.is_file():
-        raise _Skipped(f"image file missing: {source} (imagePath {image_path!r})")
-    if source.suffix.lower() not in IMAGE_EXTENSIONS:
-        raise _Skipped(f"image {source.name}: data=folder reads {_READABLE}")
-    try:
-        return source, source.suffix, read_image(source).size
-    except DataError as err:
-        raise _Skipped(str(err)) from err
-
-
-def _check_size(annotation: dict, width: int, height: int) -> None:
-    declared = {"imageWidth": width, "imageHeight": height}
-    for key, actual in declared.items():
-        value = annotation.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise _Skipped(f"{key} {value!r} is not a whole number")
-        if value is not None and value != actual:
-            raise _Skipped(
-                f"the image is {width}x{height} px but the json says imageWidth="
-                f"{annotation.get('imageWidth')}, imageHeight={annotation.get('imageHeight')}"
-            )
