@@ -436,6 +436,12 @@ Image.new("RGB", (8, 6)).save(GIF, format="GIF")
             "mask shape (cat): its PNG is 2x2 px, smaller than its box 4x4",
         ),
         (good_file(imagePath=None), "neither imageData nor imagePath"),
+        (
+            good_file(
+                shapes=[shape("ox", [[0, 0], [1, 1], [2, 0]]), shape("elk", [[0, 0]], "point")]
+            ),
+            "label 'elk', 'ox' are not in labels.txt",
+        ),
         (good_file(imageHeight="6"), "imageHeight '6' is not a whole number"),
         (
             good_file(imageData=base64.b64encode(GIF.getvalue()).decode()),
@@ -479,6 +485,17 @@ def test_no_label_anywhere_and_no_labels_txt_is_an_error(tmp_path: Path):
     root = one_file_export(tmp_path, good_file(shapes=[]), image_bytes((6, 8), "PNG"))
     (root / "labels.txt").unlink()
     with pytest.raises(DataError, match="no json holds a labelled shape, and there is no"):
+        import_labelme(root, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labelme"]
+
+
+def test_a_label_that_cannot_be_a_class_name_is_an_error(tmp_path: Path):
+    cat_one = shape("cat #1", [[0, 0], [3, 3]], "rectangle")
+    root = one_file_export(tmp_path, good_file(shapes=[cat_one]), image_bytes((6, 8), "PNG"))
+    (root / "labels.txt").unlink()
+    with pytest.raises(
+        DataError, match="a labelme label cannot be a class name: class name 'cat #1'"
+    ):
         import_labelme(root, tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labelme"]
 

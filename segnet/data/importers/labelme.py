@@ -170,7 +170,9 @@ def _import_file(
         raise SkippedFile(str(err)) from err
     unknown = sorted({shape.label for shape in shapes} - value_of.keys())
     if unknown:
-        raise SkippedFile(f"label {', '.join(map(repr, unknown))} is not in {LABELS_FILE}")
+        listed = ", ".join(map(repr, unknown))
+        verb = "is" if len(unknown) == 1 else "are"
+        raise SkippedFile(f"label {listed} {verb} not in {LABELS_FILE}")
     mask_path = staging / writer.MASKS_DIR / relative.with_suffix(".png")
     if mask_path.exists():
         raise SkippedFile(f"a second json named {relative.stem}")
