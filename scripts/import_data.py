@@ -1,6 +1,6 @@
 """Convert an annotation tool's export into segnet's folder layout (data=folder).
 
-python scripts/import_data.py format=coco input=PATH output=DIR [overwrite=true]
+python scripts/import_data.py format=coco|cvat|roboflow input=PATH output=DIR [overwrite=true]
 """
 
 from segnet.tasks.cli import run
