@@ -62,6 +62,7 @@ def import_cvat(
     images = _images_by_id(input_dir / IMAGES_DIR)
     palette = flat_palette(colours)
     summary = ImportSummary(images={}, classes=names)
+    # A lone "default" subset is a task without subsets: no split of its own, hash-split later.
     flat = list(subsets) == [DEFAULT_SUBSET]
     with (
         writer.atomic_output(output_dir, overwrite) as staging,
@@ -73,10 +74,10 @@ def import_cvat(
         ) as bar,
     ):
         for subset, ids in subsets.items():
+            split = "" if flat else subset
             written = 0
             for item_id in ids:
                 bar.update()
-                split = "" if flat else subset
                 written += _import_item(
                     input_dir, item_id, images, colours, staging, split, palette, summary
                 )
