@@ -170,11 +170,15 @@ def test_items_that_cannot_be_imported_are_skipped_with_their_reason(tmp_path: P
         ("background:0,0,0::\ncat:::\n", r"labelmap.txt:2: expected 'name:r,g,b::'"),
         ("background:0,0,0::\ncat:1,2,300::\n", r"labelmap.txt:2: expected"),
         ("# label:color_rgb:parts:actions\nbackground:0,0,0::\n", "1 labels"),
+        (None, "labelmap.txt: missing; a CVAT Segmentation mask export has it"),
     ],
 )
 def test_a_bad_labelmap_is_one_clear_error_and_leaves_nothing(tmp_path: Path, labelmap, message):
     write_export(tmp_path / "cvat", {"default": ["a"]})
-    (tmp_path / "cvat" / "labelmap.txt").write_text(labelmap)
+    if labelmap is None:
+        (tmp_path / "cvat" / "labelmap.txt").unlink()
+    else:
+        (tmp_path / "cvat" / "labelmap.txt").write_text(labelmap)
     with pytest.raises(DataError, match=message):
         import_cvat(tmp_path / "cvat", tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cvat"]

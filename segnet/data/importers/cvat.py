@@ -166,6 +166,8 @@ def read_labelmap(path: Path) -> tuple[list[str], list[Colour]]:
         DataError: naming the file and line: unreadable, a label without a valid colour, a
             name or colour listed twice, fewer than 2 or more than 255 labels.
     """
+    if not path.is_file():
+        raise DataError(f"{path}: missing; a CVAT Segmentation mask export has it at its root")
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as err:
