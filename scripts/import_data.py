@@ -1,6 +1,7 @@
 """Convert an annotation tool's export into segnet's folder layout (data=folder).
 
-python scripts/import_data.py format=coco|labelme input=PATH output=DIR [overwrite=true]
+python scripts/import_data.py format=coco|cvat|labelme|roboflow input=PATH output=DIR
+    [overwrite=true]
 """
 
 from segnet.tasks.cli import run

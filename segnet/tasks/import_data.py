@@ -9,13 +9,25 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from segnet.data.images import DataError
-from segnet.data.importers import ImportSummary, import_coco, import_labelme, writer
+from segnet.data.importers import (
+    ImportSummary,
+    import_coco,
+    import_cvat,
+    import_labelme,
+    import_roboflow,
+    writer,
+)
 from segnet.tasks.cli import EXIT_OK, EXIT_PARTIAL, ConfigError
 
 Importer = Callable[..., ImportSummary]
 
 # format name -> import_X(input_dir, output_dir, overwrite=False, progress=False)
-IMPORTERS: dict[str, Importer] = {"coco": import_coco, "labelme": import_labelme}
+IMPORTERS: dict[str, Importer] = {
+    "coco": import_coco,
+    "cvat": import_cvat,
+    "labelme": import_labelme,
+    "roboflow": import_roboflow,
+}
 
 _IMPORTED = "imported"  # the importer's folder inside the staging folder
 
