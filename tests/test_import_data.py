@@ -167,7 +167,11 @@ def test_the_script_exits_2_with_one_line_when_nothing_is_importable(tmp_path: P
 @pytest.mark.parametrize(
     ("overrides", "error", "message"),
     [
-        (["format=pascal"], ConfigError, "format=pascal: unknown; choose one of coco, cvat, labelme, roboflow"),
+        (
+            ["format=pascal"],
+            ConfigError,
+            "format=pascal: unknown; choose one of coco, cvat, labelme, roboflow",
+        ),
         (["input=/no/such/export"], DataError, "input=/no/such/export: no such folder"),
     ],
 )
