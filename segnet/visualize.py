@@ -105,6 +105,42 @@ def overlay(
     return result
 
 
+def label_colours(class_map: np.ndarray, colours: Colours | None = None) -> np.ndarray:
+    """Class map (H, W) -> uint8 (H, W, 3): each label in its colour (:func:`flat_palette`;
+    255, ignore, in the void colour (224, 224, 192), so unlabelled pixels stand apart from
+    every class)."""
+    palette = np.array(flat_palette(colours), dtype=np.uint8).reshape(256, 3)
+    return palette[np.asarray(class_map)]
+
+
+def label_overlay(
+    image: np.ndarray, class_map: np.ndarray, colours: Colours | None = None, alpha: float = 0.5
+) -> np.ndarray:
+    """uint8 (H, W, 3): the class colours blended over ``image`` (uint8 (H, W, 3)) with weight
+    ``alpha``, ``rint(image * (1 - alpha) + colour * alpha)``, except where the label is 255:
+    those pixels are the void colour itself, unblended, so crop padding and unlabelled bands
+    read as such whatever lies under them."""
+    image, class_map = np.asarray(image), np.asarray(class_map)
+    if image.ndim != 3 or image.shape[2] != 3 or image.shape[:2] != class_map.shape:
+        raise ValueError(f"image {image.shape} must be (H, W, 3) matching {class_map.shape}")
+    coloured = label_colours(class_map, colours)
+    blend = image.astype(np.float32) * (1 - alpha) + coloured.astype(np.float32) * alpha
+    blended = np.rint(blend).astype(np.uint8)
+    ignored = class_map == IGNORE_INDEX
+    blended[ignored] = coloured[ignored]
+    return blended
+
+
+def side_by_side(panels: Sequence[np.ndarray]) -> np.ndarray:
+    """uint8 (H, W, 3) panels of one size -> uint8 (H, k W + (k - 1) gap, 3), left to right;
+    panel k starts at column ``k * (W + gap)`` (:func:`panel_columns`)."""
+    if not panels or any(panel.shape != panels[0].shape for panel in panels):
+        raise ValueError(f"panels must share one shape, got {[p.shape for p in panels]}")
+    gap = np.full((panels[0].shape[0], _GAP, 3), _GAP_COLOUR, dtype=np.uint8)
+    spaced = [part for panel in panels for part in (gap, panel.astype(np.uint8))]
+    return np.concatenate(spaced[1:], axis=1)
+
+
 def comparison(
     image: np.ndarray, truth: np.ndarray, prediction: np.ndarray, colours: Colours | None = None
 ) -> np.ndarray:
@@ -130,34 +166,36 @@ def comparison(
             f"image {image.shape} must be (H, W, 3) and match truth {truth.shape} and "
             f"prediction {prediction.shape}"
         )
-    palette = np.array(flat_palette(colours), dtype=np.uint8).reshape(256, 3)
-    height = image.shape[0]
-    gap = np.full((height, _GAP, 3), _GAP_COLOUR, dtype=np.uint8)
-    return np.concatenate(
-        [image.astype(np.uint8), gap, palette[truth], gap, palette[prediction]], axis=1
-    )
+    return side_by_side([image, label_colours(truth, colours), label_colours(prediction, colours)])
 
 
 def panel_columns(width: int, panel: int) -> slice:
     """The columns of panel ``panel`` (0 image, 1 truth, 2 prediction) in a :func:`comparison`
-    of images ``width`` wide."""
+    (or any :func:`side_by_side`) of images ``width`` wide."""
     start = panel * (width + _GAP)
     return slice(start, start + width)
 
 
 def stack_rows(rows: Sequence[np.ndarray]) -> np.ndarray:
     """uint8 (H_i, W_i, 3) rows -> one picture, top to bottom, left-aligned, ``_GAP`` apart;
-    narrower rows are padded on the right with the gap colour."""
+    narrower rows are padded on the right with the gap colour. Row i starts at row
+    :func:`row_tops` ``[i]``."""
     if not rows:
         raise ValueError("no rows to stack")
     width = max(row.shape[1] for row in rows)
     height = sum(row.shape[0] for row in rows) + _GAP * (len(rows) - 1)
     grid = np.full((height, width, 3), _GAP_COLOUR, dtype=np.uint8)
-    top = 0
-    for row in rows:
+    for row, top in zip(rows, row_tops([row.shape[0] for row in rows]), strict=True):
         grid[top : top + row.shape[0], : row.shape[1]] = row
-        top += row.shape[0] + _GAP
     return grid
+
+
+def row_tops(heights: Sequence[int]) -> list[int]:
+    """The first picture row of each of :func:`stack_rows`'s rows, given their heights."""
+    tops = [0]
+    for height in heights[:-1]:
+        tops.append(tops[-1] + height + _GAP)
+    return tops[: len(heights)]
 
 
 def plot_confusion_matrix(

@@ -25,7 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "visualize": {"data"},
     "runtime": {"models", "data", "device"},
     "predict": {"runtime", "data", "visualize"},
-    "training": {"models", "data", "metrics", "predict", "outputs"},
+    "training": {"models", "data", "metrics", "predict", "outputs", "visualize"},
     "serve": {"predict", "data"},
     "segnet": {"predict"},
     "tasks": {

@@ -119,5 +119,32 @@ class RankRecorder(pl.Callback):
         torch.save(record, self.out / f"rank{trainer.global_rank}.pt")
 
 
+class FirstBatchRecorder(pl.Callback):
+    """Writes ``<out>/first_batch.pt`` as the first optimiser step of a fit is about to run:
+    that step's batch (images, masks, as training_step got them) and the bytes of
+    ``<samples>/train_batch.png`` at that moment (None if it did not exist yet)."""
+
+    def __init__(self, out: str, samples: str) -> None:
+        self.out, self.samples = Path(out), Path(samples)
+        self.batch: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module, batch, batch_idx) -> None:
+        if self.batch is None:
+            self.batch = (batch[0].detach().cpu().clone(), batch[1].detach().cpu().clone())
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module, optimizer) -> None:
+        if (self.out / "first_batch.pt").exists() or self.batch is None:
+            return
+        picture = self.samples / "train_batch.png"
+        images, masks = self.batch
+        record = {
+            "images": images,
+            "masks": masks,
+            "picture": picture.read_bytes() if picture.exists() else None,
+        }
+        self.out.mkdir(parents=True, exist_ok=True)
+        torch.save(record, self.out / "first_batch.pt")
+
+
 def _parameters(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in module.named_parameters()}

@@ -150,6 +150,17 @@ def _to_float_normalised() -> list[nn.Module]:
     ]
 
 
+def displayed(image: Tensor) -> Tensor:
+    """The inverse of the normalisation, for pictures: float32 (3, H, W) as the network sees it
+    -> uint8 (H, W, 3) RGB, rounded. An image that came through :func:`eval_transforms` comes
+    back as the decoded pixels (the round trip errs by far less than half a level); padding
+    (0 before the normalisation) comes back black."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=image.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=image.device).view(3, 1, 1)
+    rgb = (image.float() * std + mean) * 255
+    return rgb.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu()
+
+
 def train_transforms(
     crop_size: Sequence[int] = (320, 480),
     scale_range: Sequence[float] = (0.5, 2.0),

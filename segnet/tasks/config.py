@@ -186,15 +186,7 @@ def _run_problems(cfg: DictConfig) -> list[str]:
             f"trainer.accelerator={accelerator} but this machine has no CUDA GPU; use "
             "trainer=cpu (or trainer.accelerator=auto)"
         )
-    stopping = (cfg.get("callbacks") or {}).get("early_stopping") or {}
-    patience = stopping.get("patience")
-    if patience is not None and (
-        isinstance(patience, bool) or not isinstance(patience, int) or patience < 1
-    ):
-        problems.append(
-            f"callbacks.early_stopping.patience={patience!r} must be a whole number >= 1 "
-            "(validations without improvement) or null (no early stopping)"
-        )
+    problems += _callback_problems(cfg.get("callbacks") or {})
     resumed = resume_checkpoint(cfg.ckpt_path, cfg.output_dir)
     if resumed is not None:
         problems += _checkpoint_problems(cfg, Path(resumed))
@@ -203,6 +195,31 @@ def _run_problems(cfg: DictConfig) -> list[str]:
     if rank_zero_only.rank == 0:
         problems += _run_folder_problems(cfg)
     return problems
+
+
+def _callback_problems(callbacks: DictConfig) -> list[str]:
+    problems = []
+    patience = (callbacks.get("early_stopping") or {}).get("patience")
+    if patience is not None and not _whole(patience, 1):
+        problems.append(
+            f"callbacks.early_stopping.patience={patience!r} must be a whole number >= 1 "
+            "(validations without improvement) or null (no early stopping)"
+        )
+    samples = callbacks.get("samples") or {}
+    for key, minimum, meaning in [
+        ("num", 0, "val images per picture, 0 for no pictures"),
+        ("every_n_validations", 1, "validations between pictures"),
+    ]:
+        if key in samples and not _whole(samples[key], minimum):
+            problems.append(
+                f"callbacks.samples.{key}={samples[key]!r} must be a whole number >= {minimum} "
+                f"({meaning})"
+            )
+    return problems
+
+
+def _whole(value: object, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
 def _checkpoint_problems(cfg: DictConfig, path: Path) -> list[str]:

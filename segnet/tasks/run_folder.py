@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf, read_write
 from pytorch_lightning.utilities import rank_zero_only
 
 # The run folder's parts written by training (configs/callbacks, configs/logger).
-RUN_PARTS = ("checkpoints", "csv", "tensorboard")
+RUN_PARTS = ("checkpoints", "csv", "tensorboard", "samples")
 RESUME_LAST = "last"
 
 
