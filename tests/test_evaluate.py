@@ -162,16 +162,24 @@ def predictions(monkeypatch) -> list[int]:
     return count
 
 
-def test_metrics_equal_a_confusion_matrix_of_the_inferred_pngs(
-    plain, checkpoint, tiny_voc_root, tmp_path
-):
+@pytest.fixture(scope="module")
+def inferred(checkpoint, tiny_voc_root, tmp_path_factory) -> Path:
+    """scripts/infer.py's masks of the tiny dataset's images (NAME.png per NAME.jpg)."""
     voc = Path(tiny_voc_root) / "VOCdevkit" / "VOC2012"
-    ids = (voc / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
-    pred_dir = tmp_path / "pred"
+    pred_dir = tmp_path_factory.mktemp("inferred")
     infer_args = [f"ckpt_path={checkpoint}", f"input={voc / 'JPEGImages'}"]
     infer_args += [f"output_dir={pred_dir}", "batch_size=1", "num_workers=0"]
     with contextlib.redirect_stdout(io.StringIO()):
         assert infer_command(compose_config("infer", infer_args)) == 0
+    return pred_dir
+
+
+def test_metrics_equal_a_confusion_matrix_of_the_inferred_pngs(
+    plain, checkpoint, tiny_voc_root, inferred
+):
+    voc = Path(tiny_voc_root) / "VOCdevkit" / "VOC2012"
+    ids = (voc / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
+    pred_dir = inferred
     confmat = np.zeros((NUM, NUM), dtype=np.int64)
     for name in ids:
         pred = np.asarray(Image.open(pred_dir / f"{name}.png"))[None]
@@ -203,6 +211,7 @@ def test_metrics_equal_a_confusion_matrix_of_the_inferred_pngs(
         assert picture.format == "PNG"
     assert sorted(p.name for p in plain["dir"].iterdir()) == [
         "confusion_matrix.png",
+        "hardest",
         "metrics.json",
         "report.md",
     ]
