@@ -302,7 +302,8 @@ def test_same_size_batches_give_exactly_the_one_by_one_matrix(
 def test_two_processes_give_the_one_process_matrix_and_write_only_into_output_dir(
     checkpoint, same_size_root, same_size_expected, tmp_path
 ):
-    """torchrun as a user runs it (the config's own hydra settings), from an empty folder."""
+    """torchrun as a user runs it (the config's own hydra settings), from an empty folder; the
+    per-image scores and hardest images gathered from both equal one process's."""
     cwd, out = tmp_path / "cwd", tmp_path / "out"
     cwd.mkdir()
     launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
@@ -323,9 +324,23 @@ def test_two_processes_give_the_one_process_matrix_and_write_only_into_output_di
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd", "out"]
     assert sorted(p.name for p in out.iterdir()) == [
         "confusion_matrix.png",
+        "hardest",
         "metrics.json",
         "report.md",
     ]
+    one, _ = evaluate_quietly(
+        eval_args(checkpoint, same_size_root, tmp_path / "one", "batch_size=2")
+    )
+    assert [e["id"] for e in metrics["per_image"]] == [f"same_{n}" for n in range(7)]
+    assert metrics["per_image"] == one["per_image"]
+    hardest = (out / "report.md").read_text().split("## Hardest images")[1]
+    assert hardest == (tmp_path / "one" / "report.md").read_text().split("## Hardest images")[1]
+    pictures = sorted(p.name for p in (tmp_path / "one" / "hardest").iterdir())
+    assert len(pictures) == 7 and sorted(p.name for p in (out / "hardest").iterdir()) == pictures
+    for name in pictures:
+        assert (out / "hardest" / name).read_bytes() == (
+            tmp_path / "one" / "hardest" / name
+        ).read_bytes()
 
 
 @pytest.mark.parametrize("where", ["under a file", "inside the dataset", "unset"])

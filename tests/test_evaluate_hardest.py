@@ -8,13 +8,12 @@ import contextlib
 import io
 import json
 import re
-import subprocess
-import sys
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import REPO, compose_config, infer_config
+from helpers import compose_config, infer_config
 from PIL import Image
 
 from segnet.data.classes import VOC_CLASSES, flat_palette
@@ -154,11 +153,12 @@ def test_hardest_0_writes_the_scores_but_no_section_and_no_picture(
 def test_a_rerun_with_fewer_hardest_images_leaves_only_its_own_pictures(
     run, checkpoint, tiny_voc_root, tmp_path
 ):
-    evaluated(checkpoint, tiny_voc_root, tmp_path, "hardest=4")
-    evaluated(checkpoint, tiny_voc_root, tmp_path, "hardest=2")
-    linked = [Path(link).name for link in LINK.findall((tmp_path / "report.md").read_text())]
-    assert sorted(p.name for p in (tmp_path / "hardest").iterdir()) == sorted(linked[1:])
-    assert len(linked[1:]) == 2
+    out = tmp_path / "again"
+    shutil.copytree(run[0], out)  # the HARDEST pictures of the first run
+    evaluated(checkpoint, tiny_voc_root, out, "hardest=1")
+    linked = [Path(link).name for link in LINK.findall((out / "report.md").read_text())]
+    assert len(linked) == 2  # the confusion matrix and one hardest image
+    assert [p.name for p in (out / "hardest").iterdir()] == [linked[1]]
 
 
 @pytest.mark.parametrize("value", ["-1", "1.5", "true"])
@@ -174,29 +174,3 @@ def test_a_bad_hardest_value_is_one_line_before_any_prediction(
     err = capsys.readouterr().err
     assert status == 2 and err.startswith("error: hardest=") and "whole number >= 0" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
-
-
-def test_two_processes_give_the_one_process_scores_and_pictures(
-    run, checkpoint, tiny_voc_root, tmp_path
-):
-    """torchrun with 2 CPU processes: each scores its share, rank 0 gathers them."""
-    out = tmp_path / "two"
-    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    args = eval_args(checkpoint, tiny_voc_root, out, f"hardest={HARDEST}")
-    done = subprocess.run(
-        [sys.executable, *launcher, str(REPO / "scripts" / "evaluate.py"), *args],
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr
-    one_dir, one = run
-    two = json.loads((out / "metrics.json").read_text())
-    assert [e["id"] for e in two["per_image"]] == [e["id"] for e in one["per_image"]]
-    assert [e["miou"] for e in two["per_image"]] == pytest.approx(
-        [e["miou"] for e in one["per_image"]], rel=1e-9
-    )
-    assert (out / "report.md").read_text().split("## Hardest images")[1] == (
-        (one_dir / "report.md").read_text().split("## Hardest images")[1]
-    )
-    for picture in (one_dir / "hardest").iterdir():
-        assert np.array_equal(pixels(out / "hardest" / picture.name), pixels(picture))
