@@ -16,6 +16,7 @@ the report's validation pass starts (a kill during it costs the report, never th
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,7 @@ class RunReport(pl.Callback):
         """Write the report of the run as it stands (``ended`` says how it ended)."""
         if not trainer.is_global_zero:
             return
+        start = time.monotonic()
         series = _series(trainer)
         lines = [f"# Training run `{self.dirpath}`", "", f"Training {ended}.", ""]
         lines += ["## Curves", "", f"![losses, val mIoU and lr]({PICTURES}/curves.png)", ""]
@@ -107,7 +109,8 @@ class RunReport(pl.Callback):
         )
         hardest_dir = self.dirpath / PICTURES / "hardest"
         remove_other_pictures(hardest_dir, (Path(name).name for name, _ in files))
-        print(f"run report: {self.dirpath / 'report.md'}", flush=True)
+        took = time.monotonic() - start
+        print(f"run report: {self.dirpath / 'report.md'} ({took:.1f} s)", flush=True)
 
     def _hardest(self, trainer: pl.Trainer, checkpoint: dict[str, Any]) -> tuple[list[str], list]:
         """The hardest val images of best.ckpt's model: each image predicted alone, as
