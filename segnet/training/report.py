@@ -69,7 +69,10 @@ class RunReport(pl.Callback):
     ) -> None:
         if isinstance(exception, KeyboardInterrupt | SIGTERMException):
             why = "Ctrl-C" if isinstance(exception, KeyboardInterrupt) else "SIGTERM"
-            self.write(trainer, f"stopped by {why} at global step {trainer.global_step}")
+            try:
+                self.write(trainer, f"stopped by {why} at global step {trainer.global_step}")
+            except Exception as err:  # the stop is what the run must report, not this
+                print(f"run report not written: {type(err).__name__}: {err}", flush=True)
 
     def write(self, trainer: pl.Trainer, ended: str) -> None:
         """Write the report of the run as it stands (``ended`` says how it ended)."""
