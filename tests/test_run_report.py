@@ -10,6 +10,7 @@ import csv
 import io
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from PIL import Image
 
 from segnet.tasks.evaluate import evaluate
 from segnet.tasks.train import train
+from segnet.training.report import RunReport
 
 HARDEST = 3
 LINK = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
@@ -150,3 +152,21 @@ def test_a_run_stopped_by_ctrl_c_or_sigterm_writes_its_report(
     assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == stopped_at
     assert "epoch 0, global step 2" in report  # best.ckpt: the one validation before the stop
     assert len([link for link in assert_links_exist(run_dir) if "hardest" in link]) == 2
+
+
+def test_a_report_that_fails_on_ctrl_c_is_one_line_and_lets_the_stop_through(
+    tmp_path, monkeypatch, capsys
+):
+    report = RunReport(str(tmp_path))
+
+    def disk_full(trainer, ended):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report, "write", disk_full)
+    trainer = SimpleNamespace(global_step=7)
+    report.on_exception(trainer, None, KeyboardInterrupt())
+    assert capsys.readouterr().out == (
+        "run report not written: OSError: [Errno 28] No space left on device\n"
+    )
+    with pytest.raises(OSError):  # at the end of a finished fit it is the run's error
+        report.on_fit_end(trainer, None)
