@@ -4,6 +4,7 @@ images' pictures (``hardest/``) in output_dir, written together (all or none).""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from dataclasses import dataclass, field
@@ -123,6 +124,8 @@ def write_report(
     try:
         write_together((out / name, lambda f, data=data: f.write(data)) for name, data in files)
     except OSError as err:
+        with contextlib.suppress(OSError):  # the folder staging made, if it stayed empty
+            (out / HARDEST_DIR).rmdir()
         raise OutputError(
             f"the metrics above could not be written to {out} ({names}): "
             f"{err.strerror or err} (nothing was left half-written)"
