@@ -80,3 +80,43 @@ def confusion_counts(
     valid = target != ignore_index
     index = target[valid] * num_classes + pred[valid]
     return torch.bincount(index, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def per_image_confusion_counts(
+    pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = 255
+) -> Tensor:
+    """(N, C, C) int64 pixel counts of each image of class maps ``pred`` against ``target``
+    (both (N, H, W) int64), laid out as :func:`confusion_counts`; their sum over the images is
+    the batch's :func:`confusion_counts`."""
+    image = torch.arange(len(target), device=target.device).view(-1, *[1] * (target.ndim - 1))
+    valid = target != ignore_index
+    cells = num_classes * num_classes
+    index = (image.expand_as(target)[valid] * cells) + target[valid] * num_classes + pred[valid]
+    counts = torch.bincount(index, minlength=len(target) * cells)
+    return counts.reshape(len(target), num_classes, num_classes)
+
+
+def mean_iou(counts: Tensor) -> Tensor:
+    """Mean IoU of confusion matrices ``counts`` (..., C, C) -> float64 (...), over the classes
+    each matrix has a pixel of (in its targets or its predictions), as
+    :func:`confusion_scores` averages; NaN for a matrix without a pixel."""
+    counts = counts.to(dtype=torch.float64)
+    hits = counts.diagonal(dim1=-2, dim2=-1)
+    union = counts.sum(dim=-1) + counts.sum(dim=-2) - hits
+    present = union > 0
+    iou = torch.where(present, hits / union.clamp(min=1), 0.0)
+    return iou.sum(dim=-1) / present.sum(dim=-1)  # 0 / 0: NaN
+
+
+def per_image_miou(
+    pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = 255
+) -> Tensor:
+    """Each image's own mean IoU, float64 (N,), of class maps ``pred``/``target`` (N, H, W).
+
+    An image is scored from its own confusion counts: the classes averaged over are those
+    "present in it", those with a pixel in its ground truth or in its prediction, counting only
+    pixels whose ground truth is not ``ignore_index`` (what the prediction says at an ignored
+    pixel never counts). A class absent from both has no IoU and is left out, as in the
+    split's mIoU; an image without a single labelled pixel scores NaN.
+    """
+    return mean_iou(per_image_confusion_counts(pred, target, num_classes, ignore_index))

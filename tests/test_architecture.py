@@ -23,9 +23,10 @@ ALLOWED: dict[str, set[str]] = {
     "metrics": set(),
     "data": set(),
     "visualize": {"data"},
+    "reports": {"data", "visualize", "metrics"},
     "runtime": {"models", "data", "device"},
     "predict": {"runtime", "data", "visualize"},
-    "training": {"models", "data", "metrics", "predict", "outputs", "visualize"},
+    "training": {"models", "data", "metrics", "predict", "outputs", "visualize", "reports"},
     "serve": {"predict", "data"},
     "segnet": {"predict"},
     "tasks": {
@@ -39,6 +40,7 @@ ALLOWED: dict[str, set[str]] = {
         "visualize",
         "device",
         "outputs",
+        "reports",
     },
 }
 ALLOWED["benchmarks"] = {*ALLOWED["tasks"], "tasks", "layers", "segnet"}

@@ -162,16 +162,24 @@ def predictions(monkeypatch) -> list[int]:
     return count
 
 
-def test_metrics_equal_a_confusion_matrix_of_the_inferred_pngs(
-    plain, checkpoint, tiny_voc_root, tmp_path
-):
+@pytest.fixture(scope="module")
+def inferred(checkpoint, tiny_voc_root, tmp_path_factory) -> Path:
+    """scripts/infer.py's masks of the tiny dataset's images (NAME.png per NAME.jpg)."""
     voc = Path(tiny_voc_root) / "VOCdevkit" / "VOC2012"
-    ids = (voc / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
-    pred_dir = tmp_path / "pred"
+    pred_dir = tmp_path_factory.mktemp("inferred")
     infer_args = [f"ckpt_path={checkpoint}", f"input={voc / 'JPEGImages'}"]
     infer_args += [f"output_dir={pred_dir}", "batch_size=1", "num_workers=0"]
     with contextlib.redirect_stdout(io.StringIO()):
         assert infer_command(compose_config("infer", infer_args)) == 0
+    return pred_dir
+
+
+def test_metrics_equal_a_confusion_matrix_of_the_inferred_pngs(
+    plain, checkpoint, tiny_voc_root, inferred
+):
+    voc = Path(tiny_voc_root) / "VOCdevkit" / "VOC2012"
+    ids = (voc / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
+    pred_dir = inferred
     confmat = np.zeros((NUM, NUM), dtype=np.int64)
     for name in ids:
         pred = np.asarray(Image.open(pred_dir / f"{name}.png"))[None]
@@ -203,6 +211,7 @@ def test_metrics_equal_a_confusion_matrix_of_the_inferred_pngs(
         assert picture.format == "PNG"
     assert sorted(p.name for p in plain["dir"].iterdir()) == [
         "confusion_matrix.png",
+        "hardest",
         "metrics.json",
         "report.md",
     ]
@@ -293,7 +302,8 @@ def test_same_size_batches_give_exactly_the_one_by_one_matrix(
 def test_two_processes_give_the_one_process_matrix_and_write_only_into_output_dir(
     checkpoint, same_size_root, same_size_expected, tmp_path
 ):
-    """torchrun as a user runs it (the config's own hydra settings), from an empty folder."""
+    """torchrun as a user runs it (the config's own hydra settings), from an empty folder; the
+    per-image scores and hardest images gathered from both equal one process's."""
     cwd, out = tmp_path / "cwd", tmp_path / "out"
     cwd.mkdir()
     launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
@@ -314,9 +324,23 @@ def test_two_processes_give_the_one_process_matrix_and_write_only_into_output_di
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd", "out"]
     assert sorted(p.name for p in out.iterdir()) == [
         "confusion_matrix.png",
+        "hardest",
         "metrics.json",
         "report.md",
     ]
+    one, _ = evaluate_quietly(
+        eval_args(checkpoint, same_size_root, tmp_path / "one", "batch_size=2")
+    )
+    assert [e["id"] for e in metrics["per_image"]] == [f"same_{n}" for n in range(7)]
+    assert metrics["per_image"] == one["per_image"]
+    hardest = (out / "report.md").read_text().split("## Hardest images")[1]
+    assert hardest == (tmp_path / "one" / "report.md").read_text().split("## Hardest images")[1]
+    pictures = sorted(p.name for p in (tmp_path / "one" / "hardest").iterdir())
+    assert len(pictures) == 7 and sorted(p.name for p in (out / "hardest").iterdir()) == pictures
+    for name in pictures:
+        assert (out / "hardest" / name).read_bytes() == (
+            tmp_path / "one" / "hardest" / name
+        ).read_bytes()
 
 
 @pytest.mark.parametrize("where", ["under a file", "inside the dataset", "unset"])

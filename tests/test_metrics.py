@@ -8,7 +8,12 @@ import pytest
 import torch
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from segnet.metrics import confusion_counts, confusion_scores
+from segnet.metrics import (
+    confusion_counts,
+    confusion_scores,
+    per_image_confusion_counts,
+    per_image_miou,
+)
 
 NAMES = ["background", "cat", "dog", "bird"]
 
@@ -124,3 +129,21 @@ def test_large_counts_stay_exact():
 def test_bad_inputs_raise(confmat, names, message):
     with pytest.raises(ValueError, match=message):
         confusion_scores(confmat, names)
+
+
+def test_per_image_miou_averages_the_classes_in_its_truth_or_prediction_ignoring_255():
+    # Image 0: truth [0 0 1 255], prediction [0 1 1 3]: class 3 is predicted at the ignored
+    # pixel only and does not count; class 2 is nowhere. IoU 0: 1/2, 1: 1/2.
+    # Image 1: truth [2 2 2 2], prediction [2 2 0 0]: class 0 is only predicted (IoU 0), 2: 2/4.
+    # Image 2: every pixel ignored: no score.
+    target = torch.tensor([[[0, 0, 1, 255]], [[2, 2, 2, 2]], [[255, 255, 255, 255]]])
+    pred = torch.tensor([[[0, 1, 1, 3]], [[2, 2, 0, 0]], [[1, 1, 1, 1]]])
+    miou = per_image_miou(pred, target, num_classes=4)
+    assert miou.dtype == torch.float64 and miou.shape == (3,)
+    assert miou[:2].tolist() == pytest.approx([1 / 2, (0 + 2 / 4) / 2])
+    assert math.isnan(miou[2])
+    counts = per_image_confusion_counts(pred, target, 4)
+    for image in range(3):  # each image's counts, and the split's matrix as their sum
+        assert torch.equal(counts[image], confusion_counts(pred[image], target[image], 4))
+    assert torch.equal(counts.sum(0), confusion_counts(pred, target, 4))
+    assert miou[1] == pytest.approx(confusion_scores(counts[1], NAMES)["miou"])

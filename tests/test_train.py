@@ -237,6 +237,7 @@ def test_ddp_on_two_cpu_processes(trained, voc7, tmp_path):
     with open(run_dir / "csv" / "metrics.csv", newline="") as f:
         assert sum(1 for row in csv.DictReader(f) if row["train/loss"]) == 4
     assert proc.stdout.count("best checkpoint:") == 1
+    assert proc.stdout.count(f"run report: {run_dir / 'report.md'}") == 1  # rank 0's alone
     assert proc.stdout.count("note: trainer.sync_batchnorm needs GPUs") == 1
     assert not rank0["sync_batchnorm"] and not rank1["sync_batchnorm"]
 

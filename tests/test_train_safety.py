@@ -121,11 +121,16 @@ def test_resume_into_its_own_folder_continues_the_csv_and_tensorboard_logs(
 def test_overwrite_true_replaces_the_run_in_the_folder(stopped_run, tiny_voc_root, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(stopped_run[0], run_dir)
+    # The Ctrl-C'ed script wrote its run report; a picture only it has must go with it.
+    assert f"stopped by Ctrl-C at global step {STOPPED_AT}" in (run_dir / "report.md").read_text()
+    (run_dir / "report" / "first-run-only.png").write_bytes(b"")
     overrides = ["trainer.max_epochs=1", f"output_dir={run_dir}"]
     with pytest.raises(ConfigError, match="already holds a training run"):
         train(compose_train(tiny_training(tiny_voc_root, *overrides)))
 
     result = train(compose_train(tiny_training(tiny_voc_root, *overrides, "overwrite=true")))
+    assert not (run_dir / "report" / "first-run-only.png").exists()
+    assert "Training finished at global step 2." in (run_dir / "report.md").read_text()
     assert result["global_step"] == 2
     assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 2
     assert csv_steps(run_dir) == [0, 1]  # nothing of the first run left

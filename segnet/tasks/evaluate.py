@@ -9,6 +9,11 @@ metrics are computed, never an average of per-batch scores. With several process
 takes the images ``rank, rank + world, ...`` (no image repeated or dropped) and the matrices
 are summed with an all-reduce, so the result equals a single-process run exactly.
 
+The same pass scores each image alone (:func:`segnet.metrics.per_image_miou`, from its own
+counts, whose sum is the matrix): metrics.json's ``per_image``, and the ``hardest`` lowest in
+report.md with their pictures (:mod:`segnet.reports.hardest`). Each process keeps its own
+scores and hardest; rank 0 gathers them (the split's hardest are among the shares' hardest).
+
 Everything that can be checked is checked before the first prediction (device, checkpoint,
 settings, dataset, output folder); the metrics are printed before they are written, so a
 write that fails afterwards loses nothing that was computed.
@@ -16,23 +21,22 @@ write that fails afterwards loses nothing that was computed.
 
 from __future__ import annotations
 
-import io
-import json
+import math
 from pathlib import Path
 
 import hydra
-import numpy as np
 import torch
 import torch.distributed as dist
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from segnet.data.images import DataError
 from segnet.data.transforms import pad_collate
-from segnet.metrics import confusion_counts, confusion_scores
-from segnet.outputs import OutputError, check_output_dir, remove_stale_temporaries, write_together
+from segnet.metrics import mean_iou, per_image_confusion_counts
+from segnet.outputs import OutputError, check_output_dir, remove_stale_temporaries
 from segnet.predict.predictor import image_size, size_batches
+from segnet.reports.hardest import HardestImages, HardImage, hardest_section, merge
 from segnet.tasks.cli import EXIT_OK, ConfigError
 from segnet.tasks.configured_model import configured_segmenter
 from segnet.tasks.distributed import (
@@ -41,7 +45,7 @@ from segnet.tasks.distributed import (
     start_distributed,
     world_size,
 )
-from segnet.visualize import plot_confusion_matrix
+from segnet.tasks.evaluate_report import HARDEST_DIR, PerImage, write_report
 
 
 def _output_dir(cfg: DictConfig) -> Path:
@@ -85,6 +89,7 @@ def evaluate(cfg: DictConfig) -> dict | None:
 
 def _evaluate(cfg: DictConfig, rank: int, world: int, device: torch.device) -> dict | None:
     out = _output_dir(cfg)
+    count = _hardest_count(cfg)
     seg = configured_segmenter(cfg, device)
     datamodule = hydra.utils.instantiate(cfg.data)
     if datamodule.num_classes != seg.num_classes:
@@ -113,13 +118,24 @@ def _evaluate(cfg: DictConfig, rank: int, world: int, device: torch.device) -> d
     )
     num = seg.num_classes
     confmat = torch.zeros(num, num, dtype=torch.int64, device=device)
+    scores: list[tuple[int, float]] = []  # (index in the split, mIoU) of this process's images
+    hardest = HardestImages(count)
     bar = tqdm(total=len(indices), unit="img", desc=f"eval {cfg.split}", disable=rank != 0)
-    for images, masks in loader:
-        confmat += confusion_counts(predictor.predict(images), masks.to(device), num)
+    for (images, masks), batch in zip(loader, batches, strict=True):
+        predicted = predictor.predict(images)
+        counts = per_image_confusion_counts(predicted, masks.to(device), num)
+        confmat += counts.sum(dim=0)
+        for index, miou, prediction in zip(
+            batch, mean_iou(counts).tolist(), predicted, strict=True
+        ):
+            scores.append((index, miou))
+            hardest.offer(index, miou, prediction)
         bar.update(len(images))
     bar.close()
+    kept = hardest.kept
     if world > 1:
         dist.all_reduce(confmat)
+        scores, kept = _gather_scores(scores, kept, rank, world, count)
     if confmat.sum() == 0:
         raise DataError(
             f"split {cfg.split!r} of {datamodule.dataset_dir}: none of "
@@ -128,102 +144,41 @@ def _evaluate(cfg: DictConfig, rank: int, world: int, device: torch.device) -> d
         )
     if rank != 0:
         return None
-    return _report(cfg, out, confmat.cpu().numpy(), seg.class_names, len(dataset))
-
-
-def _settings(cfg: DictConfig) -> dict:
-    window = OmegaConf.to_container(cfg.window) if OmegaConf.is_list(cfg.window) else cfg.window
-    return {
-        "tta": OmegaConf.to_container(cfg.tta),
-        "window": window,
-        "overlap": cfg.overlap,
-        "blend": cfg.blend,
-        "max_pixels": cfg.max_pixels,
-    }
-
-
-def _table(confmat: np.ndarray, class_names: list[str], iou: dict) -> list[list[str]]:
-    """Rows: class, IoU, accuracy, ground-truth pixels, predicted pixels."""
-    truth, predicted, hits = confmat.sum(1), confmat.sum(0), np.diag(confmat)
-    rows = []
-    for i, name in enumerate(class_names):
-        acc = f"{hits[i] / truth[i]:.4f}" if truth[i] else "-"
-        value = "absent" if iou[name] is None else f"{iou[name]:.4f}"
-        rows.append([name, value, acc, str(truth[i]), str(predicted[i])])
-    return rows
-
-
-def _report(
-    cfg: DictConfig, out: Path, counts: np.ndarray, class_names: list[str], num_images: int
-) -> dict:
-    """Print the per-class table and metrics, then write metrics.json, report.md and
-    confusion_matrix.png together (all or none); ``counts`` is the (C, C) int64 matrix."""
-    scores = confusion_scores(torch.from_numpy(counts), class_names)
-    settings = _settings(cfg)
-    metrics = {
-        **{k: scores[k] for k in ("pixel_acc", "mean_acc", "miou", "fw_iou", "per_class_iou")},
-        "absent_classes": scores["absent_classes"],
-        "ckpt_path": str(Path(cfg.ckpt_path).resolve()),
-        "split": cfg.split,
-        "num_images": num_images,
-        "class_names": class_names,
-        "confusion_matrix": counts.tolist(),
-        "settings": settings,
-    }
-    header = ["class", "IoU", "accuracy", "GT pixels", "predicted pixels"]
-    rows = _table(counts, class_names, scores["per_class_iou"])
-    overall = [
-        ["pixel accuracy", metrics["pixel_acc"]],
-        ["mean accuracy", metrics["mean_acc"]],
-        ["mean IoU", metrics["miou"]],
-        ["frequency-weighted IoU", metrics["fw_iou"]],
+    per_image = [
+        {"id": dataset.ids[i], "image": str(dataset.images[i]), "miou": _score(miou)}
+        for i, miou in sorted(scores)
     ]
-    absent = ", ".join(scores["absent_classes"]) or "none"
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        cells = zip(row, widths, strict=True)
-        print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(cells)))
-    for name, value in overall:
-        print(f"{name}: {value:.4f}")
-    print(f"absent classes: {absent}", flush=True)
+    extra = PerImage(per_image)
+    if count:
+        what = f"split `{cfg.split}`"
+        extra.section, extra.pictures = hardest_section(
+            kept, dataset, seg.palette, HARDEST_DIR, what
+        )
+    return write_report(cfg, out, confmat.cpu().numpy(), seg.class_names, len(dataset), extra)
 
-    report = [
-        f"# Evaluation of `{metrics['ckpt_path']}`",
-        "",
-        f"Split `{cfg.split}`: {num_images} images at full resolution, {int(counts.sum())} "
-        f"labelled pixels (255 ignored). Settings: `{json.dumps(settings)}`.",
-        "",
-        "| metric | value |",
-        "|---|---:|",
-        *(f"| {name} | {value:.4f} |" for name, value in overall),
-        "",
-        "| " + " | ".join(header) + " |",
-        "|---|" + "---:|" * (len(header) - 1),
-        *("| " + " | ".join(row) + " |" for row in rows),
-        "",
-        f"Classes absent from both ground truth and predictions (left out of the means): {absent}.",
-        "",
-        "![confusion matrix, rows = ground truth, row-normalised](confusion_matrix.png)",
-        "",
-    ]
-    picture = io.BytesIO()
-    title = f"{cfg.split}: {num_images} images"
-    plot_confusion_matrix(counts, class_names, picture, title=title)
-    files = [  # metrics.json last: its presence marks a complete set
-        ("report.md", "\n".join(report).encode()),
-        ("confusion_matrix.png", picture.getvalue()),
-        ("metrics.json", (json.dumps(metrics, indent=2) + "\n").encode()),
-    ]
-    names = ", ".join(name for name, _ in files)
-    try:
-        write_together((out / name, lambda f, data=data: f.write(data)) for name, data in files)
-    except OSError as err:
-        raise OutputError(
-            f"the metrics above could not be written to {out} ({names}): "
-            f"{err.strerror or err} (nothing was left half-written)"
-        ) from err
-    print(f"wrote {names} into {out}")
-    return metrics
+
+def _hardest_count(cfg: DictConfig) -> int:
+    count = cfg.get("hardest", 0)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ConfigError(f"hardest={count!r} must be a whole number >= 0 (0: no hardest images)")
+    return count
+
+
+def _gather_scores(
+    scores: list[tuple[int, float]], kept: list[HardImage], rank: int, world: int, count: int
+) -> tuple[list[tuple[int, float]], list[HardImage]]:
+    """On rank 0, every process's per-image scores and the ``count`` hardest of all (the
+    hardest of the split are among the hardest of the shares); elsewhere what was given."""
+    parts = [None] * world if rank == 0 else None
+    dist.gather_object((scores, kept), parts, dst=0)
+    if rank != 0:
+        return scores, kept
+    return [s for part, _ in parts for s in part], merge([k for _, k in parts], count)
+
+
+def _score(miou: float) -> float | None:
+    """A per-image mIoU for JSON: None for an image without a labelled pixel (NaN)."""
+    return None if math.isnan(miou) else miou
 
 
 def evaluate_command(cfg: DictConfig) -> int:

@@ -23,7 +23,8 @@ from omegaconf import DictConfig, OmegaConf, read_write
 from pytorch_lightning.utilities import rank_zero_only
 
 # The run folder's parts written by training (configs/callbacks, configs/logger).
-RUN_PARTS = ("checkpoints", "csv", "tensorboard", "samples")
+RUN_PARTS = ("checkpoints", "csv", "tensorboard", "samples", "report")
+RUN_FILES = ("report.md",)  # segnet.training.report
 RESUME_LAST = "last"
 
 
@@ -78,6 +79,8 @@ def delete_previous_run(run_dir: Path) -> None:
     """What an earlier training wrote into run_dir (overwrite=true); .hydra/ is Hydra's."""
     for part in RUN_PARTS:
         shutil.rmtree(run_dir / part, ignore_errors=True)
+    for name in RUN_FILES:
+        (run_dir / name).unlink(missing_ok=True)
 
 
 class KeepRunRecord(Callback):
