@@ -41,9 +41,12 @@ def compose_train(overrides: list[str]) -> DictConfig:
     return compose_config("train", overrides)
 
 
-def tiny_training(root: str | Path, *extra: str) -> list[str]:
+def tiny_training(root: str | Path, *extra: str, pictures: bool = False) -> list[str]:
     """Overrides for a seconds-long CPU run: resnet18, 64x64 crops, 2 batches of 4 per epoch,
-    every step logged, then ``extra``."""
+    every step logged, then ``extra``. ``pictures=False`` leaves out the prediction pictures and
+    the run report (together they double such a run's time); their own tests, and the trainings
+    run as scripts, keep them."""
+    pictures_off = [] if pictures else ["~callbacks.samples", "~callbacks.report"]
     return [
         f"data.root={root}",
         "data.crop_size=[64,64]",
@@ -58,6 +61,7 @@ def tiny_training(root: str | Path, *extra: str) -> list[str]:
         "trainer.log_every_n_steps=1",
         "trainer.num_sanity_val_steps=0",
         "trainer.enable_progress_bar=false",
+        *pictures_off,
         *extra,
     ]
 

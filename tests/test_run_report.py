@@ -28,7 +28,7 @@ LINK = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
 def run_quietly(root: str, run_dir: Path, *extra: str) -> str:
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        train(compose_train(tiny_training(root, f"output_dir={run_dir}", *extra)))
+        train(compose_train(tiny_training(root, f"output_dir={run_dir}", *extra, pictures=True)))
     return printed.getvalue()
 
 

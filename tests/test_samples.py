@@ -40,7 +40,7 @@ SETTINGS = (
 
 def train_quietly(root: str, run_dir: Path, *extra: str) -> None:
     with contextlib.redirect_stdout(io.StringIO()):
-        train(compose_train(tiny_training(root, f"output_dir={run_dir}", *extra)))
+        train(compose_train(tiny_training(root, f"output_dir={run_dir}", *extra, pictures=True)))
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +167,7 @@ def test_num_0_draws_nothing(tiny_voc_root, tmp_path):
 
 def test_the_pictures_can_be_left_out_of_the_config(tiny_voc_root, tmp_path):
     cfg = compose_train(
-        tiny_training(tiny_voc_root, f"output_dir={tmp_path}", "~callbacks.samples")
+        tiny_training(tiny_voc_root, f"output_dir={tmp_path}", "~callbacks.samples", pictures=True)
     )
     assert "samples" not in cfg.callbacks
     assert compose_train([]).callbacks.samples.num == 8  # on by default
@@ -187,7 +187,8 @@ def test_the_pictures_can_be_left_out_of_the_config(tiny_voc_root, tmp_path):
 def test_a_bad_setting_is_one_config_line_before_training(
     override, message, tiny_voc_root, tmp_path
 ):
-    cfg = compose_train(tiny_training(tiny_voc_root, f"output_dir={tmp_path}", override))
+    overrides = tiny_training(tiny_voc_root, f"output_dir={tmp_path}", override, pictures=True)
+    cfg = compose_train(overrides)
     with pytest.raises(ConfigError) as err:
         check_train_config(cfg)
     assert message in str(err.value)

@@ -46,6 +46,7 @@ def stopped_run(tiny_voc_root, tmp_path_factory) -> tuple[Path, int, str]:
         f"hydra.run.dir={run_dir}",
         "+callbacks.ctrl_c._target_=train_probes.SignalAtStep",
         f"+callbacks.ctrl_c.step={STOPPED_AT}",
+        pictures=True,  # the stop writes the run report (test_overwrite_true_... needs it)
     )
     proc = subprocess.run(
         [sys.executable, str(TRAIN_SCRIPT), *args],
@@ -128,7 +129,8 @@ def test_overwrite_true_replaces_the_run_in_the_folder(stopped_run, tiny_voc_roo
     with pytest.raises(ConfigError, match="already holds a training run"):
         train(compose_train(tiny_training(tiny_voc_root, *overrides)))
 
-    result = train(compose_train(tiny_training(tiny_voc_root, *overrides, "overwrite=true")))
+    overrides.append("overwrite=true")
+    result = train(compose_train(tiny_training(tiny_voc_root, *overrides, pictures=True)))
     assert not (run_dir / "report" / "first-run-only.png").exists()
     assert "Training finished at global step 2." in (run_dir / "report.md").read_text()
     assert result["global_step"] == 2
