@@ -1,4 +1,4 @@
-"""Markdown tables of a report: the per-class table of a confusion matrix."""
+"""Markdown tables of a report: the scores and the per-class table of a confusion matrix."""
 
 from __future__ import annotations
 
@@ -33,4 +33,23 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list
         "| " + " | ".join(header) + " |",
         "|---|" + "---:|" * (len(header) - 1),
         *("| " + " | ".join(row) + " |" for row in rows),
+    ]
+
+
+def scores_section(
+    overall: Sequence[tuple[str, float]],
+    confmat: np.ndarray,
+    class_names: Sequence[str],
+    absent_classes: Sequence[str],
+) -> list[str]:
+    """The lines of a report's scores: a table of the ``overall`` (name, value) metrics, the
+    per-class table of ``confmat`` and the classes left out of the means."""
+    absent = ", ".join(absent_classes) or "none"
+    return [
+        *markdown_table(("metric", "value"), [(name, f"{value:.4f}") for name, value in overall]),
+        "",
+        *markdown_table(PER_CLASS_HEADER, per_class_rows(confmat, class_names)),
+        "",
+        f"Classes absent from both ground truth and predictions (left out of the means): {absent}.",
+        "",
     ]

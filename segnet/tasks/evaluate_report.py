@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from segnet.metrics import confusion_scores
 from segnet.outputs import OutputError, write_together
 from segnet.reports.hardest import remove_other_pictures
-from segnet.reports.tables import PER_CLASS_HEADER, markdown_table, per_class_rows
+from segnet.reports.tables import PER_CLASS_HEADER, per_class_rows, scores_section
 from segnet.visualize import plot_confusion_matrix
 
 HARDEST_DIR = "hardest"
@@ -97,14 +97,7 @@ def write_report(
         f"Split `{cfg.split}`: {num_images} images at full resolution, {int(counts.sum())} "
         f"labelled pixels (255 ignored). Settings: `{json.dumps(settings)}`.",
         "",
-        "| metric | value |",
-        "|---|---:|",
-        *(f"| {name} | {value:.4f} |" for name, value in overall),
-        "",
-        *markdown_table(header, rows),
-        "",
-        f"Classes absent from both ground truth and predictions (left out of the means): {absent}.",
-        "",
+        *scores_section(overall, counts, class_names, scores["absent_classes"]),
         "![confusion matrix, rows = ground truth, row-normalised](confusion_matrix.png)",
         "",
         *per_image.section,

@@ -36,7 +36,7 @@ from segnet.reports.curves import (
     read_series,
 )
 from segnet.reports.hardest import HardestImages, hardest_section, remove_other_pictures
-from segnet.reports.tables import PER_CLASS_HEADER, markdown_table, per_class_rows
+from segnet.reports.tables import markdown_table, scores_section
 from segnet.training.system import SCORES, SegmentationSystem
 
 PICTURES = "report"
@@ -159,21 +159,18 @@ def _best_path(trainer: pl.Trainer) -> Path | None:
 
 def _best_section(path: Path, val: dict[str, Any], class_names: list[str]) -> list[str]:
     scores = confusion_scores(torch.tensor(val["confmat"]), class_names)
-    absent = ", ".join(scores["absent_classes"]) or "none"
     return [
         "## best.ckpt",
         "",
         f"`{path}`: epoch {val['epoch']}, global step {val['global_step']}; its validation's "
         "confusion matrix (saved in the checkpoint, 255 ignored):",
         "",
-        "| metric | value |",
-        "|---|---:|",
-        *(f"| val/{name} | {scores[name]:.4f} |" for name in SCORES),
-        "",
-        *markdown_table(PER_CLASS_HEADER, per_class_rows(val["confmat"], class_names)),
-        "",
-        f"Classes absent from both ground truth and predictions (left out of the means): {absent}.",
-        "",
+        *scores_section(
+            [(f"val/{name}", scores[name]) for name in SCORES],
+            val["confmat"],
+            class_names,
+            scores["absent_classes"],
+        ),
     ]
 
 
