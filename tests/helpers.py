@@ -41,6 +41,22 @@ def compose_train(overrides: list[str]) -> DictConfig:
     return compose_config("train", overrides)
 
 
+def eval_args(checkpoint, root, out, *extra: str) -> list[str]:
+    """Overrides of configs/eval.yaml for ``checkpoint`` on the VOC-layout val split at
+    ``root``, into ``out``, then ``extra``. batch_size=1 unless a test says otherwise: batched
+    convolutions may round differently, and the comparisons made with it are exact."""
+    return [
+        f"ckpt_path={checkpoint}",
+        "data=voc",
+        f"data.root={root}",
+        "++data.num_workers=0",
+        "split=val",
+        "batch_size=1",
+        f"output_dir={out}",
+        *extra,
+    ]
+
+
 def tiny_training(root: str | Path, *extra: str, pictures: bool = False) -> list[str]:
     """Overrides for a seconds-long CPU run: resnet18, 64x64 crops, 2 batches of 4 per epoch,
     every step logged, then ``extra``. ``pictures=False`` leaves out the prediction pictures and

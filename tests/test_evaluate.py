@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import REPO, assert_varied, compose_config
+from helpers import REPO, assert_varied, compose_config, eval_args
 from PIL import Image
 
 from segnet.data.classes import VOC_CLASSES
@@ -30,21 +30,6 @@ from segnet.tasks.evaluate import evaluate, evaluate_command
 from segnet.tasks.infer import infer_command
 
 NUM = len(VOC_CLASSES)
-
-
-def eval_args(checkpoint, root, out, *extra: str) -> list[str]:
-    # batch_size=1 unless a test says otherwise: batched convolutions may round differently,
-    # and every comparison here is exact.
-    return [
-        f"ckpt_path={checkpoint}",
-        "data=voc",
-        f"data.root={root}",
-        "++data.num_workers=0",
-        "split=val",
-        "batch_size=1",
-        f"output_dir={out}",
-        *extra,
-    ]
 
 
 def evaluate_quietly(overrides: list[str]) -> tuple[dict, str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import compose_config, infer_config
+from helpers import compose_config, eval_args, infer_config
 from PIL import Image
 
 from segnet.data.classes import VOC_CLASSES, flat_palette
@@ -25,19 +25,6 @@ from segnet.visualize import panel_columns
 NUM = len(VOC_CLASSES)
 HARDEST = 3
 LINK = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
-
-
-def eval_args(checkpoint, root, out, *extra: str) -> list[str]:
-    return [
-        f"ckpt_path={checkpoint}",
-        "data=voc",
-        f"data.root={root}",
-        "++data.num_workers=0",
-        "split=val",
-        "batch_size=1",
-        f"output_dir={out}",
-        *extra,
-    ]
 
 
 def evaluated(checkpoint, root, out, *extra: str) -> dict:

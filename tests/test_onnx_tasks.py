@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from helpers import infer_in_process, labels_of
-from test_evaluate import eval_args, evaluate_quietly
+from helpers import eval_args, infer_in_process, labels_of
+from test_evaluate import evaluate_quietly
 
 
 def test_evaluate_on_the_onnx_model_gives_the_checkpoints_metrics(

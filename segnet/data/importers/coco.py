@@ -99,8 +99,7 @@ def _import_split(
             summary.skipped.append(SkippedItem(source, f"a second image named {source.stem}"))
             continue
         mask = semantic_mask(annotations_of[image["id"]], image, label_of, json_path)
-        writer.place_image(source, staging / writer.IMAGES_DIR / split / source.name)
-        writer.write_mask(mask_path, mask, palette)
+        writer.write_pair(staging, Path(split, source.stem), source, mask, palette)
         written += 1
     return written
 

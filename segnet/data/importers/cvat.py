@@ -121,10 +121,7 @@ def _import_item(
         summary.skipped.append(SkippedItem(mask_path, str(err)))
         return False
     relative = Path(split, item_id)
-    writer.place_image(
-        sources[0], staging / writer.IMAGES_DIR / relative.with_name(sources[0].name)
-    )
-    writer.write_mask(staging / writer.MASKS_DIR / f"{relative}.png", labels, palette)
+    writer.write_pair(staging, relative, sources[0], labels, palette)
     return True
 
 

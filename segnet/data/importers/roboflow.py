@@ -80,11 +80,8 @@ def import_roboflow(
                 except DataError as err:
                     summary.skipped.append(SkippedItem(mask_path, str(err)))
                     continue
-                writer.place_image(
-                    image_path, staging / writer.IMAGES_DIR / split / image_path.name
-                )
-                writer.write_mask(
-                    staging / writer.MASKS_DIR / split / f"{image_path.stem}.png", labels, palette
+                writer.write_pair(
+                    staging, Path(split, image_path.stem), image_path, labels, palette
                 )
                 written += 1
             summary.images[split] = written

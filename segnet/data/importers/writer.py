@@ -77,3 +77,13 @@ def write_mask(destination: Path, mask: np.ndarray, palette: list[int]) -> None:
     # zlib's fastest level: a third of the default's time, and masks (long runs of one value)
     # come out under twice the default's size, a few kB.
     image.save(destination, compress_level=1)
+
+
+def write_pair(
+    staging: Path, relative: Path, image: Path, mask: np.ndarray, palette: list[int]
+) -> None:
+    """One imported pair: ``image`` placed as ``images/<relative's folder>/<image's name>``,
+    ``mask`` written as ``masks/<relative>.png`` (``relative``: split and subfolders, then the
+    item's stem; see :func:`place_image` and :func:`write_mask`)."""
+    place_image(image, staging / IMAGES_DIR / relative.parent / image.name)
+    write_mask(staging / MASKS_DIR / f"{relative}.png", mask, palette)
