@@ -16,6 +16,7 @@ from segnet.data.images import (
     frame_count,
     read_image,
     read_mask,
+    read_raw_mask,
     read_sbd_mask,
     require_same_size,
 )
@@ -167,6 +168,24 @@ def test_jpeg_damage_pillow_decodes_silently_is_an_error(tmp_path, damage, compl
     with pytest.raises(DataError, match=complaint) as info:
         read_image(path)
     assert str(info.value).startswith(f"{path}: cannot decode image (corrupt or truncated JPEG")
+
+
+@pytest.mark.parametrize(
+    "rewrite",
+    [lambda data: data.replace(b"\r\n", b"\n"), lambda data: data.replace(b"\n", b"\r\n")],
+    ids=["crlf-to-lf", "lf-to-crlf"],
+)
+@pytest.mark.parametrize("reader", [read_image, read_raw_mask], ids=["image", "mask"])
+def test_a_png_whose_line_endings_were_rewritten_is_named_with_the_fix(tmp_path, rewrite, reader):
+    # As a real Roboflow export on GitHub arrived: every mask through git's text conversion.
+    buf = io.BytesIO()
+    Image.fromarray((_gradient()[..., 0] % 5).astype(np.uint8), mode="L").save(buf, format="PNG")
+    path = tmp_path / "a_mask.png"
+    path.write_bytes(rewrite(buf.getvalue()))
+    with pytest.raises(DataError) as info:
+        reader(path)
+    assert str(info.value).startswith(f"{path}: a PNG whose line endings a text-mode copy")
+    assert "fetch the original file again" in str(info.value)
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])

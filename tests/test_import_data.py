@@ -16,6 +16,7 @@ from PIL import Image
 from segnet.data.class_file import read_class_file
 from segnet.data.folder_datamodule import FolderDataModule
 from segnet.data.images import DataError
+from segnet.data.importers.summary import ImportSummary, SkippedItem
 from segnet.tasks import import_data
 from segnet.tasks.cli import ConfigError
 
@@ -194,3 +195,19 @@ def test_the_progress_bar_goes_to_stderr(export: Path, tmp_path: Path):
     assert done.returncode == 1
     assert "import coco" in done.stderr and "4/4" in done.stderr
     assert "import coco" not in done.stdout
+
+
+def test_a_skipped_item_is_named_once_when_its_reason_names_it_already(tmp_path: Path):
+    mask = tmp_path / "a_mask.png"
+    summary = ImportSummary(
+        images={"train": 0},
+        classes=["background", "car"],
+        skipped=[
+            SkippedItem(mask, f"{mask}: cannot decode image (OSError: broken)"),
+            SkippedItem(mask, "pixel values _classes.csv does not list: 7 (3 px)"),
+        ],
+    )
+    assert import_data.format_summary(summary, tmp_path / "out").splitlines()[-2:] == [
+        f"  {mask}: cannot decode image (OSError: broken)",
+        f"  {mask}: pixel values _classes.csv does not list: 7 (3 px)",
+    ]

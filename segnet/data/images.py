@@ -46,7 +46,8 @@ def _open_decoded(path: str | Path) -> Image.Image:
 
 def _decoded(source: Path | io.BytesIO, data: Callable[[], bytes], name=None) -> Image.Image:
     """Decode every pixel of the image in ``source`` (``data()`` gives its bytes, read only
-    for a JPEG), EXIF orientation applied; any failure is a DataError naming ``name``."""
+    for a JPEG or a failure), EXIF orientation applied; any failure is a DataError naming
+    ``name``."""
     name = source if name is None else name
     try:
         with Image.open(source) as img:
@@ -60,7 +61,29 @@ def _decoded(source: Path | io.BytesIO, data: Callable[[], bytes], name=None) ->
     # Pillow's decoders report bad bytes as OSError, SyntaxError, ValueError, EOFError or
     # struct.error depending on the format; all of them mean "this file is broken".
     except Exception as err:
-        raise DataError(f"{name}: cannot decode image ({type(err).__name__}: {err})") from err
+        raise _decode_failure(name, data, err) from err
+
+
+# PNG's signature (89 50 4E 47 0D 0A 1A 0A) holds CR LF and LF so that a copy which rewrites
+# line endings is recognised (PNG spec, "Rationale: PNG file signature"): CRLF -> LF, LF -> CRLF.
+_PNG_SIGNATURES_WITH_LINE_ENDINGS_REWRITTEN = (b"\x89PNG\n\x1a\n", b"\x89PNG\r\r\n\x1a\r\n")
+
+
+def _decode_failure(name, data: Callable[[], bytes], err: Exception) -> DataError:
+    """The DataError for a file Pillow failed on; a PNG mangled by a text-mode copy (a real
+    dataset on GitHub lost every mask that way) is named as such, with the fix."""
+    try:
+        head = data()[:10]
+    except OSError:
+        head = b""
+    if head.startswith(_PNG_SIGNATURES_WITH_LINE_ENDINGS_REWRITTEN):
+        return DataError(
+            f"{name}: a PNG whose line endings a text-mode copy rewrote (its signature has \\n "
+            "where \\r\\n belongs, or the reverse; its pixels are damaged the same way): git "
+            "without '*.png binary' in .gitattributes, core.autocrlf or FTP ASCII mode; fetch "
+            "the original file again"
+        )
+    return DataError(f"{name}: cannot decode image ({type(err).__name__}: {err})")
 
 
 def decode_image(data: bytes, name: str = "image") -> Image.Image:

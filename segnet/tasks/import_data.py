@@ -77,7 +77,7 @@ def format_summary(summary: ImportSummary, output: Path) -> str:
     lines += [f"  {index} {name}" for index, name in enumerate(summary.classes)]
     if summary.skipped:
         lines.append(f"skipped ({len(summary.skipped)}):")
-        lines += [f"  {item.path}: {item.reason}" for item in summary.skipped]
+        lines += [f"  {item}" for item in summary.skipped]
     if sum(summary.images.values()):
         lines.append(f"train on it: python scripts/train.py data=folder data.root={output}")
     return "\n".join(lines)

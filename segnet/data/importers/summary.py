@@ -13,6 +13,11 @@ class SkippedItem:
     path: Path
     reason: str
 
+    def __str__(self) -> str:
+        # A reason from a DataError already opens with the file it names; say it once.
+        prefix = f"{self.path}: "
+        return self.reason if self.reason.startswith(prefix) else prefix + self.reason
+
 
 @dataclass
 class ImportSummary:
