@@ -186,3 +186,36 @@ def test_the_import_command_runs_format_roboflow(export, tmp_path: Path, capsys)
         read_mask(tmp_path / "out" / "masks" / "train" / f"{stem}.png"),
         expected_classes(written[stem]),
     )
+
+
+HELD_OUT = Path(__file__).parent / "fixtures" / "roboflow-dhcn"
+
+
+def test_a_real_roboflow_export_imports_with_its_exact_labels(tmp_path: Path):
+    # Written by roboflow.com, not by us (tests/fixtures/roboflow-dhcn/README.md): its classes
+    # are the csv's rows, each mask pixel the class of the value Roboflow wrote there.
+    rows = (HELD_OUT / "train" / "_classes.csv").read_text().splitlines()[1:]
+    names = [row.split(", ", 1)[1] for row in rows]
+    assert [int(row.split(",")[0]) for row in rows] == list(range(11))  # value i is class i
+    out = tmp_path / "out"
+    summary = import_roboflow(HELD_OUT, out)
+
+    assert summary.images == {"test": 1, "train": 2, "val": 1}
+    assert summary.skipped == []
+    assert read_class_file(out / "classes.txt")[0] == names == summary.classes
+    for folder, split in (("train", "train"), ("valid", "val"), ("test", "test")):
+        for raw_mask in sorted((HELD_OUT / folder).glob("*_mask.png")):
+            stem = raw_mask.name.removesuffix("_mask.png")
+            with (
+                Image.open(raw_mask) as raw,
+                Image.open(out / "masks" / split / f"{stem}.png") as mask,
+            ):
+                assert raw.mode == "L" and mask.mode == "P"
+                np.testing.assert_array_equal(np.asarray(mask), np.asarray(raw), err_msg=stem)
+                assert len(np.unique(np.asarray(mask))) == 9
+            image = out / "images" / split / f"{stem}.jpg"
+            assert image.read_bytes() == (HELD_OUT / folder / f"{stem}.jpg").read_bytes()
+
+    datamodule = FolderDataModule(str(out), num_workers=0)
+    datamodule.setup("fit")
+    assert datamodule.class_names == names
