@@ -162,6 +162,8 @@ def test_the_script_exits_2_with_one_line_when_nothing_is_importable(tmp_path: P
     assert done.stderr.strip().splitlines() == [
         f"error: input={source}: no image could be imported (see skipped above)"
     ]
+    assert done.stdout.splitlines()[0] == f"wrote nothing to {tmp_path / 'dataset'}"
+    assert "train on it" not in done.stdout
     assert not (tmp_path / "dataset").exists()
 
 

@@ -71,13 +71,14 @@ def _importer(name: str) -> Importer:
 
 def format_summary(summary: ImportSummary, output: Path) -> str:
     """The report: images per split, classes (index, name), skipped items, the train command."""
-    lines = [f"wrote {output}"]
+    imported = sum(summary.images.values())
+    lines = [f"wrote {output}" if imported else f"wrote nothing to {output}"]
     lines += [f"  {split}: {count} images" for split, count in summary.images.items()]
     lines.append(f"classes ({len(summary.classes)}):")
     lines += [f"  {index} {name}" for index, name in enumerate(summary.classes)]
     if summary.skipped:
         lines.append(f"skipped ({len(summary.skipped)}):")
         lines += [f"  {item}" for item in summary.skipped]
-    if sum(summary.images.values()):
+    if imported:
         lines.append(f"train on it: python scripts/train.py data=folder data.root={output}")
     return "\n".join(lines)
