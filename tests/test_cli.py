@@ -145,11 +145,25 @@ def test_run_exits_2_for_a_command_line_hydra_cannot_parse(
 ):
     ran = []
     assert _run(monkeypatch, ran.append, "root") == cli.EXIT_USAGE  # "root" lacks "=value"
-    assert _run(monkeypatch, ran.append, "no_such_key=1") == cli.EXIT_USAGE
     assert ran == []
     err = capsys.readouterr().err
     assert "Error parsing override" in err
     assert err.rstrip().endswith(cli.QUOTING_HINT)
+    assert cli.COMPOSE_HINT not in err
+
+
+def test_a_key_the_configs_lack_gets_the_missing_key_line_not_the_quoting_one(
+    monkeypatch, capsys, hydra_logging_undone
+):
+    ran = []
+    assert _run(monkeypatch, ran.append, "no_such_key=1") == cli.EXIT_USAGE
+    assert _run(monkeypatch, ran.append, "data=no_such_dataset") == cli.EXIT_USAGE
+    assert ran == []
+    err = capsys.readouterr().err
+    assert "Could not override 'no_such_key'" in err
+    assert "Could not find 'data/no_such_dataset'" in err
+    assert err.count(cli.COMPOSE_HINT) == 2
+    assert cli.QUOTING_HINT not in err
 
 
 def test_run_exits_130_without_a_traceback_for_ctrl_c_before_the_task_starts(

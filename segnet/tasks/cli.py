@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import hydra
-from hydra.errors import InstantiationException
+from hydra.errors import HydraException, InstantiationException
 from omegaconf import DictConfig
 
 EXIT_OK = 0
@@ -41,6 +41,11 @@ QUOTING_HINT = (
     "error: the command line could not be parsed (Hydra's message above); a value holding "
     "= , [ ] quotes or non-ASCII characters must be quoted for Hydra inside the shell's "
     "quotes: \"key='value'\""
+)
+COMPOSE_HINT = (
+    "error: the configuration could not be composed (Hydra's message above): a key or option "
+    "the configs do not have; a new key needs a leading + (+trainer.key=value), and "
+    "--cfg job prints every setting"
 )
 
 
@@ -121,7 +126,8 @@ def run(task: Task, config_name: str, handle_sigterm: bool = True) -> None:
     """Parse the command line with Hydra (``configs/<config_name>.yaml``), run ``task``, exit.
 
     Hydra exits 1 for a command line it cannot parse or compose; that becomes 2 here, the
-    status of every "nothing was done" error, with a line on quoting values. Ctrl-C before
+    status of every "nothing was done" error, with a line on quoting values (parse) or on
+    keys the configs lack (compose). Ctrl-C before
     the task starts is 130 without a traceback.
     """
     started = False
@@ -141,6 +147,21 @@ def run(task: Task, config_name: str, handle_sigterm: bool = True) -> None:
         raise SystemExit(EXIT_INTERRUPTED) from None
     except SystemExit as stop:
         if stop.code == 1 and not started:
-            print(QUOTING_HINT, file=sys.stderr, flush=True)
+            print(_startup_hint(sys.argv[1:]), file=sys.stderr, flush=True)
             raise SystemExit(EXIT_USAGE) from None
         raise
+
+
+def _startup_hint(argv: list[str]) -> str:
+    """The line after Hydra's own message when it refused ``argv``: quoting for an override
+    it cannot parse, else (the overrides parse, so composing failed) the missing-key line."""
+    # Hydra's own argument parser and override grammar (hydra-core < 1.4 is pinned), so the
+    # verdict is Hydra's, not a guess at its syntax.
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        OverridesParser.create().parse_overrides(get_args_parser().parse_args(argv).overrides)
+    except (HydraException, SystemExit):
+        return QUOTING_HINT
+    return COMPOSE_HINT
