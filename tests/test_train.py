@@ -202,7 +202,7 @@ def test_ddp_on_two_cpu_processes(trained, voc7, tmp_path):
     """trainer=ddp with 2 gloo processes continues the shared run for one epoch.
 
     - gradients are all-reduced: both ranks end with equal weights, which the step changed;
-    - only rank 0 writes checkpoints, logs and the report;
+    - only rank 0 writes checkpoints, logs, the prediction pictures and the report;
     - sync_batchnorm (on in trainer=ddp) is turned off on CPU with a note;
     - val metrics under DDP (7 images, split 4/3, batches of 3) are exactly those of one
       process validating the saved model, and of scripts/evaluate.py's evaluation of it.
@@ -232,6 +232,9 @@ def test_ddp_on_two_cpu_processes(trained, voc7, tmp_path):
     assert any(not torch.equal(rank0["end"][n], p) for n, p in rank0["start"].items())
 
     assert rank0["saves"] >= 2 and rank1["saves"] == 0  # best.ckpt and last.ckpt
+    assert rank0["pictures"][0] == "train_batch.png" and rank1["pictures"] == []
+    assert any(name.startswith("val_step") for name in rank0["pictures"])
+    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == sorted(rank0["pictures"])
     assert len(list((run_dir / "tensorboard").glob("events.out.tfevents.*"))) == 1
     # 8 images per process, batches of 2: 4 more steps, each logged once.
     with open(run_dir / "csv" / "metrics.csv", newline="") as f:

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
+from segnet.training.samples import PredictionSamples
+
 
 class SignalAtStep(pl.Callback):
     """Sends this process ``signal`` (a name: SIGINT is Ctrl-C) as the batch of global step
@@ -82,11 +84,13 @@ class CrashAtStep(pl.Callback):
 class RankRecorder(pl.Callback):
     """Writes ``<out>/rank<R>.pt`` per process when fit ends: the weights it had when fit set
     up (before DDP's wrapper broadcasts rank 0's), started and ended with, how many checkpoint
-    files it wrote, and whether any of its modules sync batch norm."""
+    files it wrote, the prediction pictures it published, and whether any of its modules sync
+    batch norm."""
 
     def __init__(self, out: str) -> None:
         self.out = Path(out)
         self.saves = 0
+        self.pictures: list[str] = []
         self.start: dict[str, torch.Tensor] = {}
         self.set_up: dict[str, torch.Tensor] = {}
 
@@ -100,6 +104,14 @@ class RankRecorder(pl.Callback):
             return save(*args, **kwargs)
 
         io.save_checkpoint = counted
+        for samples in (c for c in trainer.callbacks if isinstance(c, PredictionSamples)):
+            publish = samples._publish
+
+            def recorded(trainer, name, *args, publish=publish):
+                self.pictures.append(name)
+                return publish(trainer, name, *args)
+
+            samples._publish = recorded
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.start = _parameters(pl_module)
@@ -111,6 +123,7 @@ class RankRecorder(pl.Callback):
             "start": self.start,
             "end": _parameters(pl_module),
             "saves": self.saves,
+            "pictures": self.pictures,
             "sync_batchnorm": any(
                 isinstance(m, torch.nn.SyncBatchNorm) for m in pl_module.modules()
             ),
