@@ -4,7 +4,8 @@ Each bad value gives one line naming its config key, the value and what to do; a
 raised together as one :class:`ConfigError` so a user fixes everything in one go. Values that
 name files are checked on disk: the dataset root, the checkpoint to resume from (read with
 ``weights_only=True`` and compared with the model the config builds) and the run folder, which
-must not hold another run (it would be overwritten) unless ``overwrite=true``.
+must not hold another run (it would be overwritten) unless ``overwrite=true``; those two are
+:func:`segnet.tasks.run_folder.resume_problems`.
 """
 
 from __future__ import annotations
@@ -15,16 +16,14 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
-from pytorch_lightning.utilities import rank_zero_only
 
 from segnet.data.classes import VOC_CLASSES
 from segnet.data.images import DataError
 from segnet.data.voc import require_voc_dir
-from segnet.models import ARCHITECTURE_KEYS, BACKBONES, VARIANTS
-from segnet.runtime.checkpoint import CheckpointError, read_checkpoint
+from segnet.models import BACKBONES, VARIANTS
 from segnet.tasks.cli import ConfigError
 from segnet.tasks.init_from import init_from_problems
-from segnet.tasks.run_folder import previous_run, resume_checkpoint, run_folder_state
+from segnet.tasks.run_folder import resume_problems
 from segnet.training.system import OPTIMIZERS
 
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
@@ -34,9 +33,6 @@ PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 # ever hold padding there: every batch pays for pixels that carry no label.
 VOC_MAX_SIDE = 500
 DEMO_MAX_SIDE = 256
-
-# What Lightning restores on resume besides the weights (absent from weights-only saves).
-RESUME_KEYS = ("optimizer_states", "lr_schedulers", "loops")
 
 
 def check_train_config(cfg: DictConfig) -> None:
@@ -187,13 +183,8 @@ def _run_problems(cfg: DictConfig) -> list[str]:
             "trainer=cpu (or trainer.accelerator=auto)"
         )
     problems += _callback_problems(cfg.get("callbacks") or {})
-    resumed = resume_checkpoint(cfg.ckpt_path, cfg.output_dir)
-    if resumed is not None:
-        problems += _checkpoint_problems(cfg, Path(resumed))
+    problems += resume_problems(cfg, _data_num_classes(cfg.data))
     problems += init_from_problems(cfg)
-    # Other ranks of a DDP run share rank 0's folder, which rank 0 has checked.
-    if rank_zero_only.rank == 0:
-        problems += _run_folder_problems(cfg)
     return problems
 
 
@@ -220,65 +211,6 @@ def _callback_problems(callbacks: DictConfig) -> list[str]:
 
 def _whole(value: object, minimum: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-
-
-def _checkpoint_problems(cfg: DictConfig, path: Path) -> list[str]:
-    """The checkpoint at ``path`` (from ckpt_path) must be a segnet training checkpoint of the
-    model this config builds."""
-    if not path.is_file():
-        return [f"ckpt_path={cfg.ckpt_path!r} does not exist (resume from a last.ckpt)"]
-    try:
-        checkpoint = read_checkpoint(path)
-    except CheckpointError as err:
-        return [f"ckpt_path: {err}"]
-    hparams = checkpoint.get("hyper_parameters")
-    if not isinstance(hparams, dict) or any(key not in hparams for key in ARCHITECTURE_KEYS):
-        return [f"ckpt_path: checkpoint {path} was not saved by scripts/train.py (no FCN settings)"]
-    missing = [key for key in RESUME_KEYS if key not in checkpoint]
-    if missing:
-        return [
-            f"ckpt_path: checkpoint {path} holds no {', '.join(missing)} (a weights-only save), "
-            "so training cannot resume from it"
-        ]
-    # num_classes follows the data (checked below); the rest of the architecture is the config's.
-    settings = [
-        (f"model.{key}", cfg.model[key], hparams[key])
-        for key in ARCHITECTURE_KEYS
-        if key != "num_classes"
-    ]
-    settings.append(("optim.optimizer", cfg.optim.optimizer, hparams.get("optimizer", "sgd")))
-    problems = [
-        f"ckpt_path {path} was saved with {key}={saved!r} but the config has {key}={ours!r}; "
-        "resume with the run's own settings"
-        for key, ours, saved in settings
-        if ours != saved
-    ]
-    data_classes = _data_num_classes(cfg.data)
-    if data_classes is not None and hparams["num_classes"] != data_classes:
-        problems.append(
-            f"ckpt_path {path} was saved for {hparams['num_classes']} classes but the data has "
-            f"{data_classes} (data.class_names); resume on the run's own data"
-        )
-    return problems
-
-
-def _run_folder_problems(cfg: DictConfig) -> list[str]:
-    run_dir, overwrite = Path(cfg.output_dir), bool(cfg.get("overwrite", False))
-    if run_folder_state(run_dir, cfg.ckpt_path, overwrite) != "refuse":
-        return []
-    if overwrite:
-        return [
-            f"overwrite=true would delete ckpt_path={cfg.ckpt_path!r}, which lies in the "
-            f"run folder {run_dir}; drop overwrite=true to resume that run"
-        ]
-    found = previous_run(run_dir)
-    last = run_dir / "checkpoints" / "last.ckpt"
-    resume = f"resume it with ckpt_path={last} (or ckpt_path=last), " if last.is_file() else ""
-    shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
-    return [
-        f"the run folder {run_dir} (hydra.run.dir) already holds a training run ({shown}); "
-        f"{resume}replace it with overwrite=true, or train into another hydra.run.dir"
-    ]
 
 
 def _is_number(value: object) -> bool:

@@ -9,6 +9,10 @@ logs (:mod:`segnet.training.logs`) and records its config in
 (torchrun's ``--max-restarts``, a SLURM requeue): it resumes from the folder's own
 ``checkpoints/last.ckpt`` when there is one, and starts afresh otherwise, replacing the logs of
 an earlier start that stopped before its first checkpoint (their steps are trained again).
+
+:func:`resume_problems` is the training config check's part on these: the checkpoint a run
+resumes must be a training checkpoint of the model the config builds, and a folder holding
+another run is refused.
 """
 
 from __future__ import annotations
@@ -22,10 +26,15 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, read_write
 from pytorch_lightning.utilities import rank_zero_only
 
+from segnet.models import ARCHITECTURE_KEYS
+from segnet.runtime.checkpoint import CheckpointError, read_checkpoint
+
 # The run folder's parts written by training (configs/callbacks, configs/logger).
 RUN_PARTS = ("checkpoints", "csv", "tensorboard", "samples", "report")
 RUN_FILES = ("report.md",)  # segnet.training.report
 RESUME_LAST = "last"
+# What Lightning restores on resume besides the weights (absent from weights-only saves).
+RESUME_KEYS = ("optimizer_states", "lr_schedulers", "loops")
 
 
 def previous_run(run_dir: str | Path) -> list[str]:
@@ -102,3 +111,75 @@ class KeepRunRecord(Callback):
             return
         with read_write(config.hydra):
             config.hydra.output_subdir = subdir
+
+
+def resume_problems(cfg: DictConfig, data_classes: int | None) -> list[str]:
+    """Config lines refusing what a training config would continue from or write over: the
+    checkpoint it resumes (a segnet training checkpoint of the model the config builds, for
+    ``data_classes`` classes) and a run folder holding another run."""
+    problems = []
+    resumed = resume_checkpoint(cfg.ckpt_path, cfg.output_dir)
+    if resumed is not None:
+        problems += _checkpoint_problems(cfg, Path(resumed), data_classes)
+    # Other ranks of a DDP run share rank 0's folder, which rank 0 has checked.
+    if rank_zero_only.rank == 0:
+        problems += _run_folder_problems(cfg)
+    return problems
+
+
+def _checkpoint_problems(cfg: DictConfig, path: Path, data_classes: int | None) -> list[str]:
+    """The checkpoint at ``path`` (from ckpt_path) must be a segnet training checkpoint of the
+    model this config builds."""
+    if not path.is_file():
+        return [f"ckpt_path={cfg.ckpt_path!r} does not exist (resume from a last.ckpt)"]
+    try:
+        checkpoint = read_checkpoint(path)
+    except CheckpointError as err:
+        return [f"ckpt_path: {err}"]
+    hparams = checkpoint.get("hyper_parameters")
+    if not isinstance(hparams, dict) or any(key not in hparams for key in ARCHITECTURE_KEYS):
+        return [f"ckpt_path: checkpoint {path} was not saved by scripts/train.py (no FCN settings)"]
+    missing = [key for key in RESUME_KEYS if key not in checkpoint]
+    if missing:
+        return [
+            f"ckpt_path: checkpoint {path} holds no {', '.join(missing)} (a weights-only save), "
+            "so training cannot resume from it"
+        ]
+    # num_classes follows the data (checked below); the rest of the architecture is the config's.
+    settings = [
+        (f"model.{key}", cfg.model[key], hparams[key])
+        for key in ARCHITECTURE_KEYS
+        if key != "num_classes"
+    ]
+    settings.append(("optim.optimizer", cfg.optim.optimizer, hparams.get("optimizer", "sgd")))
+    problems = [
+        f"ckpt_path {path} was saved with {key}={saved!r} but the config has {key}={ours!r}; "
+        "resume with the run's own settings"
+        for key, ours, saved in settings
+        if ours != saved
+    ]
+    if data_classes is not None and hparams["num_classes"] != data_classes:
+        problems.append(
+            f"ckpt_path {path} was saved for {hparams['num_classes']} classes but the data has "
+            f"{data_classes} (data.class_names); resume on the run's own data"
+        )
+    return problems
+
+
+def _run_folder_problems(cfg: DictConfig) -> list[str]:
+    run_dir, overwrite = Path(cfg.output_dir), bool(cfg.get("overwrite", False))
+    if run_folder_state(run_dir, cfg.ckpt_path, overwrite) != "refuse":
+        return []
+    if overwrite:
+        return [
+            f"overwrite=true would delete ckpt_path={cfg.ckpt_path!r}, which lies in the "
+            f"run folder {run_dir}; drop overwrite=true to resume that run"
+        ]
+    found = previous_run(run_dir)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    resume = f"resume it with ckpt_path={last} (or ckpt_path=last), " if last.is_file() else ""
+    shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+    return [
+        f"the run folder {run_dir} (hydra.run.dir) already holds a training run ({shown}); "
+        f"{resume}replace it with overwrite=true, or train into another hydra.run.dir"
+    ]
