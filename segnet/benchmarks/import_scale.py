@@ -15,8 +15,9 @@ processes sharing the machine), given beside the wall-clock rate.
 
 The files are :data:`DESIGNS` distinct images and masks, cycled: writing thousands of JPEGs
 would cost more than the import it sets up, and the decoders do the same work on a repeated
-file. Target: >= :data:`TARGET_RATE` images per CPU second, a 10,000-image export (a large
-hand-labelled project) imported in under 10 minutes on one core.
+file. Target: >= :data:`TARGET_RATE` (33) images per CPU second: a 10,000-image export (a large
+hand-labelled project) imported in under 5 minutes on one core, a wait one sits through once
+per dataset; both importers measured about twice that on the project's 2-core machine.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ IMAGES, IMAGES_QUICK = 2_000, 200
 SIZE = (480, 640)  # height, width
 CLASSES = 10
 DESIGNS = 16
-TARGET_RATE = 10_000 / 600  # images per CPU second: 10,000 images in 10 minutes
+TARGET_RATE = 10_000 / 300  # images per CPU second: 10,000 images in 5 minutes
 CVAT_COLOURS = [
     (0, 0, 0),
     (128, 0, 0),
@@ -179,7 +180,7 @@ def run(quick: bool) -> list[Result]:
                 "throughput per core (CPU time)",
                 rate_per_core,
                 "img/s",
-                f">= {TARGET_RATE:.3g} img/s per core (10,000 in 10 min)",
+                f">= {TARGET_RATE:.3g} img/s per core (10,000 in 5 min)",
                 rate_per_core >= TARGET_RATE,
             ),
         ]
