@@ -15,11 +15,14 @@ import runpy
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from segnet.benchmarks import SECTIONS, Result, run_sections
 from segnet.benchmarks import data as data_bench
 from segnet.benchmarks import dataset_scale as scale_bench
+from segnet.benchmarks import import_scale as import_bench
 from segnet.benchmarks import inference as inference_bench
 from segnet.benchmarks import layers as layers_bench
 from segnet.benchmarks import model as model_bench
@@ -50,6 +53,7 @@ def tiny(monkeypatch):
     monkeypatch.setattr(data_bench, "STEP_BACKBONE", "mobilenet_v3_large")
     monkeypatch.setattr(scale_bench, "FOLDER_PAIRS_QUICK", 50)
     monkeypatch.setattr(scale_bench, "COCO_POLYGONS_QUICK", 30)
+    monkeypatch.setattr(import_bench, "IMAGES_QUICK", 3)
     monkeypatch.setattr(
         training_bench, "THROUGHPUT_CASES", {True: (("mobilenet_v3_large",), (32, 32), 2, 1, 1)}
     )
@@ -104,6 +108,29 @@ def test_script_writes_the_table_and_json(tiny, tmp_path, monkeypatch, capsys):
     rows = written["results"]
     check([Result(**row) for row in rows], "layers")
     assert len(printed.splitlines()) >= len(rows) + 2  # header, rule, one line per result
+
+
+@pytest.mark.parametrize(
+    ("write", "importer"),
+    [
+        (import_bench.write_cvat_export, import_bench.import_cvat),
+        (import_bench.write_roboflow_export, import_bench.import_roboflow),
+    ],
+)
+def test_the_import_benchmark_measures_a_whole_import(tmp_path, write, importer):
+    """The timed export imports every item with the classes it was drawn with: the rate is
+    not that of an import that skipped or mislabelled its masks."""
+    drawn = write(tmp_path / "export", 3)
+    summary = importer(tmp_path / "export", tmp_path / "out")
+    assert summary.images == {"train": 3} and not summary.skipped
+    assert summary.classes == [f"class{i}" for i in range(import_bench.CLASSES)]
+    masks = sorted((tmp_path / "out" / "masks" / "train").glob("*.png"))
+    images = sorted((tmp_path / "out" / "images" / "train").glob("*.jpg"))
+    assert [m.stem for m in masks] == [i.stem for i in images] and len(masks) == 3
+    for mask, labels in zip(masks, drawn, strict=True):
+        written = np.asarray(Image.open(mask))
+        assert np.array_equal(written, labels)
+        assert len(np.unique(labels)) >= 3  # background and regions of several classes
 
 
 def test_an_unknown_section_is_named():

@@ -15,7 +15,8 @@ The loader and the step are timed separately, each with the machine to itself; o
 machine they share the cores during real training, so read the ratio as an upper bound there.
 
 The section ends with :mod:`segnet.benchmarks.dataset_scale`'s figures (listing 100,000
-pairs, importing 100,000 COCO polygons).
+pairs, importing 100,000 COCO polygons) and :mod:`segnet.benchmarks.import_scale`'s (importing
+2,000-image CVAT and Roboflow exports).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from segnet.benchmarks import Result, dataset_scale
+from segnet.benchmarks import Result, dataset_scale, import_scale
 from segnet.data.classes import IGNORE_INDEX, voc_palette
 from segnet.data.datamodule import VOCDataModule
 from segnet.data.mask_scan import FactsCache, scan_pairs
@@ -215,4 +216,5 @@ def run(quick: bool) -> list[Result]:
             )
         )
     results += dataset_scale.run(quick)
+    results += import_scale.run(quick)
     return results
