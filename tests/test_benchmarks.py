@@ -53,6 +53,7 @@ def tiny(monkeypatch):
     monkeypatch.setattr(data_bench, "STEP_BACKBONE", "mobilenet_v3_large")
     monkeypatch.setattr(scale_bench, "FOLDER_PAIRS_QUICK", 50)
     monkeypatch.setattr(scale_bench, "COCO_POLYGONS_QUICK", 30)
+    monkeypatch.setattr(scale_bench, "COCO_DECODE_INSTANCES_QUICK", 20)
     monkeypatch.setattr(import_bench, "IMAGES_QUICK", 3)
     monkeypatch.setattr(
         training_bench, "THROUGHPUT_CASES", {True: (("mobilenet_v3_large",), (32, 32), 2, 1, 1)}

@@ -107,16 +107,19 @@ def coco_export(tmp_path: Path) -> Path:
 
 def expected_mask(json_path: Path, image_id: int) -> np.ndarray:
     """The rules, stated with COCO's API: a pixel takes its one category's class; two
-    categories or any crowd -> 255."""
+    categories or any crowd -> 255. Classes follow the categories in ascending id order."""
     coco = COCO(str(json_path))
-    per_class = np.zeros((len(EXPECTED_CLASSES), H, W), dtype=bool)
-    crowd = np.zeros((H, W), dtype=bool)
+    label_of = {id_: label for label, id_ in enumerate(sorted(coco.getCatIds()), start=1)}
+    image = coco.loadImgs([image_id])[0]
+    shape = (image["height"], image["width"])
+    per_class = np.zeros((len(label_of) + 1, *shape), dtype=bool)
+    crowd = np.zeros(shape, dtype=bool)
     for ann in coco.loadAnns(coco.getAnnIds(imgIds=[image_id])):
         covered = coco.annToMask(ann).astype(bool)
         if ann["iscrowd"]:
             crowd |= covered
         else:
-            per_class[LABEL_OF[ann["category_id"]]] |= covered
+            per_class[label_of[ann["category_id"]]] |= covered
     expected = np.argmax(per_class, axis=0).astype(np.uint8)
     expected[(per_class.sum(axis=0) > 1) | crowd] = IGNORE_INDEX
     return expected
@@ -252,3 +255,53 @@ def test_bad_annotations_are_one_clear_error_and_leave_nothing(
     with pytest.raises(DataError, match=message):
         import_coco(coco_export, tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["coco"]
+
+
+def random_instance(rng: np.random.Generator, height: int, width: int) -> list | dict:
+    """Polygons (partly outside the frame, coordinates like 12.3 that sit on rounding edges)
+    or RLE of speckled blobs that wrap from one column into the next."""
+    kind = rng.integers(3)
+    if kind == 0:
+        vertices = rng.integers(3, 12)
+        xs = rng.uniform(-5, width + 5, vertices).round(1)
+        ys = rng.uniform(-5, height + 5, vertices).round(1)
+        return [np.stack([xs, ys], 1).ravel().tolist()]
+    mask = np.zeros((height, width), dtype=np.uint8)
+    top, left = rng.integers(height), rng.integers(width)
+    bottom, right = top + rng.integers(1, height + 1), left + rng.integers(1, width + 1)
+    mask[top:bottom, left:right] = rng.random((height, width))[top:bottom, left:right] < 0.7
+    return uncompressed_rle(mask) if kind == 1 else compressed_rle(mask)
+
+
+def test_random_overlapping_instances_match_coco_api_pixel_for_pixel(tmp_path: Path):
+    rng = np.random.default_rng(7)
+    categories = [{"id": id_, "name": f"c{id_}"} for id_ in (2, 5, 9, 11, 23, 40, 41, 77, 90)]
+    images, annotations = [], []
+    for image_id, (height, width) in enumerate([(37, 53), (64, 48), (1, 30), (50, 1)] * 5):
+        images.append(
+            {"id": image_id, "file_name": f"{image_id}.jpg", "height": height, "width": width}
+        )
+        for _ in range(rng.integers(1, 12)):
+            segmentation = random_instance(rng, height, width)
+            category = categories[rng.integers(len(categories))]["id"]
+            crowd = int(rng.random() < 0.1)
+            annotations.append(
+                annotation(len(annotations), image_id, category, segmentation, crowd)
+            )
+    root = tmp_path / "coco"
+    json_path = root / "annotations" / "instances_train.json"
+    json_path.parent.mkdir(parents=True)
+    json_path.write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": categories})
+    )
+    (root / "train").mkdir()
+    for image in images:
+        (root / "train" / image["file_name"]).touch()
+
+    import_coco(root, tmp_path / "out")
+
+    for image in images:
+        with Image.open(tmp_path / "out" / "masks" / "train" / f"{image['id']}.png") as mask:
+            np.testing.assert_array_equal(
+                np.asarray(mask), expected_mask(json_path, image["id"]), err_msg=str(image)
+            )

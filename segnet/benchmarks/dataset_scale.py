@@ -9,22 +9,28 @@
   train averages 7.3), polygons of 8-24 vertices over 80 sparse category ids. The importer
   never decodes an image, so the image files are empty. It runs in one process; its rate per
   core is images per second of that process's CPU time (robust to other processes sharing the
-  machine), given beside the wall-clock rate.
+  machine), given beside the wall-clock rate;
+* how many times as fast :mod:`segnet.data.importers.coco_rle` gives an instance's box mask as
+  ``pycocotools.mask.decode`` of its whole frame (3,000 such polygons, 500 with ``--quick``;
+  median of interleaved rounds of CPU time): the reason the importer reads runs itself.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from pycocotools import mask as coco_mask
 
 from segnet.benchmarks import Result
 from segnet.data.folder import list_folder_pairs
 from segnet.data.importers import import_coco
+from segnet.data.importers.coco_rle import decode_columns, run_lengths
 
 SECTION = "data"
 FOLDER_PAIRS, FOLDER_PAIRS_QUICK = 100_000, 5_000
@@ -35,6 +41,8 @@ COCO_TARGET_RATE = 200.0
 COCO_SIZE = (480, 640)  # height, width
 COCO_INSTANCES_PER_IMAGE = 7
 COCO_CATEGORIES = 80
+COCO_DECODE_INSTANCES, COCO_DECODE_INSTANCES_QUICK = 3000, 500
+COCO_DECODE_ROUNDS = 10
 
 
 def write_empty_folder_tree(root: Path, count: int) -> None:
@@ -65,6 +73,19 @@ def folder_listing_seconds(count: int) -> float:
     return seconds
 
 
+def star_polygon(rng: np.random.Generator) -> list[float]:
+    """A COCO polygon ``[x0, y0, x1, y1, ...]`` of 8-24 vertices around a random centre of a
+    :data:`COCO_SIZE` image, 10-120 pixels in radius."""
+    height, width = COCO_SIZE
+    vertices = int(rng.integers(8, 25))
+    angles = np.sort(rng.uniform(0, 2 * np.pi, vertices))
+    radii = rng.uniform(10, 120) * rng.uniform(0.6, 1.0, vertices)
+    cx, cy = rng.uniform(50, width - 50), rng.uniform(50, height - 50)
+    xs = np.clip(cx + radii * np.cos(angles), 0, width)
+    ys = np.clip(cy + radii * np.sin(angles), 0, height)
+    return np.stack([xs, ys], 1).ravel().round(2).tolist()
+
+
 def write_coco_export(root: Path, polygons: int, seed: int = 0) -> int:
     """A COCO export at ``root`` (split ``train``) holding ``polygons`` star-shaped polygon
     instances, :data:`COCO_INSTANCES_PER_IMAGE` per image; returns the number of images."""
@@ -79,18 +100,13 @@ def write_coco_export(root: Path, polygons: int, seed: int = 0) -> int:
         images.append({"id": image_id, "file_name": name, "height": height, "width": width})
         (root / "train" / name).touch()
         for _ in range(min(COCO_INSTANCES_PER_IMAGE, polygons - len(annotations))):
-            vertices = int(rng.integers(8, 25))
-            angles = np.sort(rng.uniform(0, 2 * np.pi, vertices))
-            radii = rng.uniform(10, 120) * rng.uniform(0.6, 1.0, vertices)
-            cx, cy = rng.uniform(50, width - 50), rng.uniform(50, height - 50)
-            xs = np.clip(cx + radii * np.cos(angles), 0, width)
-            ys = np.clip(cy + radii * np.sin(angles), 0, height)
+            polygon = star_polygon(rng)
             annotations.append(
                 {
                     "id": len(annotations),
                     "image_id": image_id,
                     "category_id": categories[int(rng.integers(COCO_CATEGORIES))]["id"],
-                    "segmentation": [np.stack([xs, ys], 1).ravel().round(2).tolist()],
+                    "segmentation": [polygon],
                     "iscrowd": 0,
                     "area": 0.0,
                     "bbox": [0, 0, 0, 0],
@@ -115,6 +131,35 @@ def coco_import_rates(polygons: int) -> tuple[float, float]:
     return count / seconds, count / cpu_seconds
 
 
+def box_reading_speedup(instances: int, rounds: int = COCO_DECODE_ROUNDS) -> float:
+    """How many times as fast :mod:`~segnet.data.importers.coco_rle` gives ``instances``
+    star-polygon instances' box masks as ``pycocotools.mask.decode`` of their whole frames
+    does: the median over ``rounds`` interleaved rounds, in alternating order."""
+    rng = np.random.default_rng(1)
+    height, width = COCO_SIZE
+    rles = [coco_mask.frPyObjects([star_polygon(rng)], height, width)[0] for _ in range(instances)]
+    boxes = [[int(side) for side in coco_mask.toBbox(rle)] for rle in rles]
+
+    def whole_frames() -> None:
+        for rle, (left, top, box_width, box_height) in zip(rles, boxes, strict=True):
+            coco_mask.decode(rle)[top : top + box_height, left : left + box_width].astype(bool)
+
+    def box_windows() -> None:
+        for rle, (left, top, box_width, box_height) in zip(rles, boxes, strict=True):
+            lengths = run_lengths(rle["counts"], height, width)
+            decode_columns(lengths, height, left, left + box_width)[top : top + box_height]
+
+    ratios = []
+    for round_ in range(rounds):
+        seconds = {}
+        for way in (whole_frames, box_windows) if round_ % 2 else (box_windows, whole_frames):
+            start = time.process_time()
+            way()
+            seconds[way] = time.process_time() - start
+        ratios.append(seconds[whole_frames] / seconds[box_windows])
+    return statistics.median(ratios)
+
+
 def run(quick: bool) -> list[Result]:
     pairs = FOLDER_PAIRS_QUICK if quick else FOLDER_PAIRS
     seconds = folder_listing_seconds(pairs)
@@ -124,6 +169,8 @@ def run(quick: bool) -> list[Result]:
         f"import_coco: {polygons:,} polygons, {COCO_INSTANCES_PER_IMAGE} per "
         f"{COCO_SIZE[1]}x{COCO_SIZE[0]} image, 1 process"
     )
+    instances = COCO_DECODE_INSTANCES_QUICK if quick else COCO_DECODE_INSTANCES
+    speedup = box_reading_speedup(instances)
     return [
         Result(
             SECTION,
@@ -143,5 +190,15 @@ def run(quick: bool) -> list[Result]:
             "img/s",
             f">= {COCO_TARGET_RATE:g} img/s per core",
             rate_per_core >= COCO_TARGET_RATE,
+        ),
+        Result(
+            SECTION,
+            f"COCO instance masks: coco_rle's box vs pycocotools' whole frame, {instances:,} "
+            f"{COCO_SIZE[1]}x{COCO_SIZE[0]} polygons",
+            "speed ratio (median of interleaved rounds)",
+            speedup,
+            "x",
+            "> 1 (why coco_rle exists)",
+            speedup > 1,
         ),
     ]

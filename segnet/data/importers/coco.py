@@ -6,10 +6,12 @@ Reads COCO's own layout: ``annotations/instances_<split>.json`` and the images o
 - classes: background 0, then every category of the json in ascending id order as 1..K (COCO's
   ids are sparse: 1..90 for 80 categories), named from the categories, with or without
   instances;
-- every instance is decoded with pycocotools as ``COCO.annToMask`` does (polygons, uncompressed
-  and compressed RLE); pixels covered by instances of two different categories become 255, as in
-  torchvision's references/segmentation/coco_utils.py, and so do crowd (``iscrowd=1``) regions:
-  they hold many objects under one outline, not a boundary a model should learn;
+- every instance gets the pixels ``COCO.annToMask`` gives it: pycocotools builds its RLE as
+  ``annToRLE`` does (polygons, uncompressed and compressed RLE) and
+  :mod:`~segnet.data.importers.coco_rle` reads those runs inside the instance's box;
+- pixels covered by instances of two different categories become 255, as in torchvision's
+  references/segmentation/coco_utils.py, and so do crowd (``iscrowd=1``) regions: they hold
+  many objects under one outline, not a boundary a model should learn;
 - an image without annotations is all background; an image listed in the json whose file is
   missing is skipped, with its reason in the summary.
 """
@@ -27,6 +29,7 @@ from segnet.data.class_file import CLASSES_FILE, write_class_file
 from segnet.data.classes import IGNORE_INDEX, class_colours, flat_palette
 from segnet.data.images import DataError
 from segnet.data.importers import writer
+from segnet.data.importers.coco_rle import decode_columns, run_lengths
 from segnet.data.importers.summary import ImportSummary, SkippedItem
 
 ANNOTATIONS_GLOB = "instances_*.json"
@@ -146,23 +149,28 @@ def _decode(
             rle = coco_mask.frPyObjects(segmentation, height, width)
         else:
             rle = segmentation
-        decoded = coco_mask.decode(rle)
-        left, top, box_width, box_height = coco_mask.toBbox(rle)
+        size = tuple(int(side) for side in rle["size"])
+        counts = rle["counts"]
     except (AttributeError, TypeError, ValueError, KeyError) as err:
+        raise _undecodable(annotation, json_path, err) from err
+    if size != (height, width):
         raise DataError(
-            f"{json_path}: annotation {annotation.get('id')}: cannot decode its segmentation "
-            f"({err})"
-        ) from err
-    if decoded.shape != (height, width):
-        raise DataError(
-            f"{json_path}: annotation {annotation.get('id')}: mask {decoded.shape} but the "
+            f"{json_path}: annotation {annotation.get('id')}: mask {size} but the "
             f"image is {(height, width)}"
         )
-    box = (
-        slice(int(top), int(top) + int(box_height)),
-        slice(int(left), int(left) + int(box_width)),
+    try:
+        lengths = run_lengths(counts, height, width)
+        left, top, box_width, box_height = (int(side) for side in coco_mask.toBbox(rle))
+    except (TypeError, ValueError) as err:
+        raise _undecodable(annotation, json_path, err) from err
+    box = (slice(top, top + box_height), slice(left, left + box_width))
+    return box, decode_columns(lengths, height, left, left + box_width)[box[0]]
+
+
+def _undecodable(annotation: dict, json_path: Path, err: Exception) -> DataError:
+    return DataError(
+        f"{json_path}: annotation {annotation.get('id')}: cannot decode its segmentation ({err})"
     )
-    return box, decoded[box].astype(bool)
 
 
 def _split_name(path: Path) -> str:
