@@ -3,6 +3,9 @@ re-encode to the same string, and a window of columns equals pycocotools' decode
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from pycocotools import mask as coco_mask
@@ -67,3 +70,28 @@ def test_a_compressed_string_given_as_text_reads_as_its_bytes():
 def test_malformed_strings_are_refused_with_the_reason(counts: bytes, message: str):
     with pytest.raises(ValueError, match=message):
         run_lengths(counts, 2, 2)
+
+
+REAL_RESULTS = (
+    Path(__file__).parent
+    / "fixtures"
+    / "coco-fakesegm"
+    / "instances_val2014_fakesegm100_results.json"
+)
+
+
+def test_real_coco_strings_read_as_pycocotools_reads_them():
+    # 734 masks of real COCO val2014 images, as pycocotools wrote them (fixture README).
+    results = json.loads(REAL_RESULTS.read_text())
+    assert len(results) == 734
+    for result in results:
+        rle = result["segmentation"]
+        height, width = rle["size"]
+        lengths = run_lengths(rle["counts"], height, width)
+        again = coco_mask.frPyObjects(
+            {"size": [height, width], "counts": lengths.tolist()}, height, width
+        )
+        assert again["counts"].decode("ascii") == rle["counts"]
+        np.testing.assert_array_equal(
+            decode_columns(lengths, height, 0, width), coco_mask.decode(rle).astype(bool)
+        )

@@ -23,6 +23,7 @@ CATEGORIES = [{"id": 17, "name": "dog"}, {"id": 40, "name": "bird"}, {"id": 3, "
 EXPECTED_CLASSES = ["background", "cat", "dog", "bird"]
 LABEL_OF = {3: 1, 17: 2, 40: 3}
 H, W = 10, 12
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def box(top: int, left: int, bottom: int, right: int) -> np.ndarray:
@@ -105,10 +106,10 @@ def coco_export(tmp_path: Path) -> Path:
     return root
 
 
-def expected_mask(json_path: Path, image_id: int) -> np.ndarray:
+def expected_mask(annotations: Path | COCO, image_id: int) -> np.ndarray:
     """The rules, stated with COCO's API: a pixel takes its one category's class; two
     categories or any crowd -> 255. Classes follow the categories in ascending id order."""
-    coco = COCO(str(json_path))
+    coco = annotations if isinstance(annotations, COCO) else COCO(str(annotations))
     label_of = {id_: label for label, id_ in enumerate(sorted(coco.getCatIds()), start=1)}
     image = coco.loadImgs([image_id])[0]
     shape = (image["height"], image["width"])
@@ -305,3 +306,44 @@ def test_random_overlapping_instances_match_coco_api_pixel_for_pixel(tmp_path: P
             np.testing.assert_array_equal(
                 np.asarray(mask), expected_mask(json_path, image["id"]), err_msg=str(image)
             )
+
+
+def test_real_coco_masks_import_as_coco_api_reads_them(tmp_path: Path):
+    # COCO's own demo results (734 real val2014 masks over 99 images, fixture README) as the
+    # annotations of an export: overlaps of different categories are frequent there.
+    results = json.loads(
+        (FIXTURES / "coco-fakesegm" / "instances_val2014_fakesegm100_results.json").read_text()
+    )
+    sizes = {r["image_id"]: r["segmentation"]["size"] for r in results}
+    images = [
+        {"id": id_, "file_name": f"{id_:012d}.jpg", "height": h, "width": w}
+        for id_, (h, w) in sorted(sizes.items())
+    ]
+    categories = [
+        {"id": id_, "name": f"c{id_}"} for id_ in sorted({r["category_id"] for r in results})
+    ]
+    annotations = [
+        annotation(i, r["image_id"], r["category_id"], r["segmentation"])
+        for i, r in enumerate(results)
+    ]
+    root = tmp_path / "coco"
+    json_path = root / "annotations" / "instances_val.json"
+    json_path.parent.mkdir(parents=True)
+    json_path.write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": categories})
+    )
+    (root / "val").mkdir()
+    for image in images:
+        (root / "val" / image["file_name"]).touch()
+
+    summary = import_coco(root, tmp_path / "out")
+
+    assert summary.images == {"val": 99} and not summary.skipped
+    coco = COCO(str(json_path))
+    ignored = 0
+    for image in images:
+        with Image.open(tmp_path / "out" / "masks" / "val" / f"{image['id']:012d}.png") as mask:
+            expected = expected_mask(coco, image["id"])
+            np.testing.assert_array_equal(np.asarray(mask), expected, err_msg=str(image))
+        ignored += int((expected == IGNORE_INDEX).sum())
+    assert ignored > 0  # the overlap rule is exercised on real masks
